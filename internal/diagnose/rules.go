@@ -1,0 +1,124 @@
+package diagnose
+
+import "regexp"
+
+// Two internal verdicts that Classify resolves against the reference before
+// they leave the package: the registry said the manifest is missing (tag or
+// digest, decided by the reference), or the runtime said only "not found"
+// (containerd flattens NAME_UNKNOWN and MANIFEST_UNKNOWN into one error).
+const (
+	manifestMissing Cause = "manifest_missing"
+	genericNotFound Cause = "generic_not_found"
+)
+
+// rule decides a cause when its pattern occurs in an error. Patterns are
+// written against how each layer builds its strings, not against sample
+// messages:
+//   - Go's net and crypto packages ("dial tcp …: i/o timeout", "lookup H on
+//     S: no such host", "x509: …", "http: server gave HTTP response to HTTPS
+//     client");
+//   - the distribution spec's error codes as registries print them, upper
+//     case (MANIFEST_UNKNOWN) or as containerd/Docker lower-case them
+//     ("manifest unknown: …", "denied: …", "toomanyrequests: …");
+//   - HTTP status lines ("401 Unauthorized", "403 Forbidden");
+//   - the runtimes' own wrappers (containerd "failed to resolve reference",
+//     CRI-O "reading manifest T in R", Docker "pull access denied for R");
+//   - the kubelet's reasons (InvalidImageName, ErrImageNeverPull).
+//
+// A pattern starts at the words a person should read, so the match start is
+// where the evidence starts.
+type rule struct {
+	cause Cause
+	re    *regexp.Regexp
+}
+
+// rules are in precedence order: within one error the first rule that
+// matches decides. The order encodes which words are the root cause when
+// several appear together:
+//   - the kubelet's own verdicts (never-pull, invalid name) first: no pull
+//     happened;
+//   - platform and unpack failures next: the registry answered fine;
+//   - rate limit and expired token before the generic 401/403 they arrive in;
+//   - transport failures (HTTP vs HTTPS before TLS, DNS before timeout,
+//     since a timed-out lookup is a DNS failure) before any registry answer,
+//     as they mean there was none;
+//   - the registry's ambiguous "does not exist or may require
+//     authorization" before its components ("denied", "not found");
+//   - specific not-found codes before denial and 401;
+//   - containerd's bare "…: not found" and gRPC NotFound last.
+var rules = []rule{
+	{NeverPull, re(`is not present with pull policy of Never|ErrImageNeverPull`)},
+
+	{InvalidReference, re(`InvalidImageName|Failed to apply default image tag|couldn't parse image (?:reference|name)|invalid reference format|repository name (?:\(\S+\) )?must be lowercase|(?:repository|image) name must be canonical|cannot specify 64-byte hexadecimal strings|(?i:invalid image name)|(?:parsing|parse) (?:image )?reference .{0,200}?invalid|short-name \S+ did not resolve to an alias|short-name resolution enforced`)},
+
+	{PlatformMismatch, re(`no match for platform in manifest|no matching manifest for \S+ in the manifest list entries|no image found in (?:manifest list|image index) for architecture|does not match the specified platform|image operating system \S+ cannot be used on this platform|choosing (?:an )?image (?:instance|from manifest list)[^\n]*?no image found`)},
+
+	{UnpackFailed, re(`(?i:no space left on device)|(?i:disk quota exceeded)|failed to extract layer|failed to unpack image on snapshotter|failed to unpack|apply layer error|failed to register layer|[Ee]rror processing tar file|failed to prepare extraction snapshot|failed to commit snapshot|(?i:storing blob to file)[^\n]*?(?i:no space|quota)`)},
+
+	{RateLimited, re(`(?i:toomanyrequests)|429 Too Many Requests|(?i:too many requests)|(?i:pull rate limit)|(?i:rate limit(?:ed| exceeded))|status(?: code)?:? 429\b`)},
+
+	{CredentialsExpired, re(`(?i:(?:authorization |auth |access |security |bearer )?token (?:has |is )?expired)|(?i:token included in the request is expired)|(?i:expired token)|ExpiredToken|(?i:credentials? (?:have|has) expired)|(?i:password has expired)`)},
+
+	{HTTPVsHTTPS, re(`server gave HTTP response to HTTPS client|first record does not look like a TLS handshake|(?i:sent an HTTP request to an HTTPS server)|(?i:plain HTTP request was sent to HTTPS port)|tls: oversized record received`)},
+
+	{TLSError, re(`(?:tls: failed to verify certificate: )?x509: [^\n]*|tls: failed to verify certificate|certificate signed by unknown authority|certificate has expired or is not yet valid|certificate is (?:not )?valid for|remote error: tls: [^\n]*|tls: (?:handshake failure|bad certificate|unknown certificate authority|protocol version not supported)|(?i:certificate verify failed)`)},
+
+	{DNSFailure, re(`(?:dial tcp: )?lookup [^\s:]+(?::\d+)?(?: on \S+)?: [^\n]*|no such host|server misbehaving|Temporary failure in name resolution|Name or service not known|[Cc]ould not resolve host|NXDOMAIN`)},
+
+	{NetworkTimeout, re(`(?:dial tcp \S+: )?i/o timeout|(?:net/http: )?TLS handshake timeout|(?:net/http: )?request canceled while waiting for connection[^\n]*|(?:net/http: request canceled )?\(?Client\.Timeout exceeded[^\n]*|(?:net/http: )?timeout awaiting response headers|context deadline exceeded|(?:connect: )?connection timed out|operation timed out|(?:connect: )?no route to host|(?:connect: )?network is unreachable|504 Gateway Time-?out`)},
+
+	{ConnectionRefused, re(`(?:dial tcp \S+: )?(?:connect: )?connection refused|(?:read tcp \S+: )?(?:read: )?connection reset by peer|connection reset|50[23] (?:Bad Gateway|Service Unavailable)`)},
+
+	{NotFoundOrUnauthorized, re(`pull access denied[^\n]*|repository \S+ not found: does not exist or no pull access|does not exist or no pull access|(?:repository )?does not exist or may require[^\n]*|insufficient_scope[^\n]*|access to the requested resource is not authorized|Error: image \S+ not found`)},
+
+	{RepoNotFound, re(`NAME_UNKNOWN[^\n]*|name unknown[^\n]*|repository name not known to registry|The repository with name '[^']*' does not exist[^\n]*|[Rr]epository (?:\\?"[^"\\]*\\?"|\S+) (?:was )?not found|[Rr]epository \S+ does not exist|project \S+ not found`)},
+
+	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for \S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|tag \S+ not found|manifest \S+ not found|\S+: 404 Not Found|404 Not Found|status code:? 404`)},
+
+	{AccessDenied, re(`not authorized to perform[^\n]*|` + status + `403 Forbidden|status(?: code)?:? 403\b|Status 403\b|DENIED[^\n]*|denied: [^\n]*|Permission \\?"[^"\\]*\\?" denied[^\n]*|(?i:access denied)[^\n]*|AccessDenied[^\n]*|(?i:forbidden)[^\n]*|(?i:requested access to the resource is denied)`)},
+
+	{Unauthorized, re(`no basic auth credentials|` + status + `401 Unauthorized|status(?: code)?:? 401\b|Status 401\b|UNAUTHORIZED[^\n]*|unauthorized: [^\n]*|(?i:authentication required)[^\n]*|(?i:incorrect username or password)|(?i:invalid username/password)[^\n]*|(?i:username and password required)|Unauthorized|unauthorized|(?i:not authorized)`)},
+
+	{genericNotFound, re(`[^\s"\\]+: not found`)},
+
+	// A gRPC code alone is the runtime's summary of an error whose words
+	// matched nothing above.
+	{NetworkTimeout, re(`code = DeadlineExceeded|rpc error: code = 4 desc`)},
+	{genericNotFound, re(`code = NotFound|rpc error: code = 5 desc`)},
+}
+
+// status starts the evidence of an HTTP status at the runtime's words
+// around it ("failed to fetch oauth token: unexpected status from GET
+// request to …: 403 Forbidden") rather than in the middle of a URL.
+const status = `(?:(?:failed to (?:authorize|fetch (?:anonymous|oauth) token): )*(?:unexpected status[^\n]*?|pulling from host \S+ failed with status code[^\n]*?|Status \d+ trying to pull[^\n]*?))?`
+
+func re(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// informativeness ranks causes across the elements of a multi-credential
+// list: the kubelet tried each credential in turn, and the element that
+// tells most about the image decides. A credential that reached the image
+// ("not found", "denied") says more than one that was refused at the door
+// (401), which says more than the ambiguous answer of an anonymous pull.
+func informativeness(c Cause) int {
+	switch c {
+	case RepoNotFound, TagNotFound, DigestNotFound, PlatformMismatch:
+		return 10
+	case InvalidReference, NeverPull, UnpackFailed:
+		return 9
+	case AccessDenied, CredentialsExpired:
+		return 8
+	case RateLimited:
+		return 7
+	case HTTPVsHTTPS, TLSError:
+		return 6
+	case DNSFailure:
+		return 5
+	case ConnectionRefused, NetworkTimeout:
+		return 4
+	case NotFoundOrUnauthorized:
+		return 3
+	case Unauthorized:
+		return 2
+	}
+	return 0
+}
