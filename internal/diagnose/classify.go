@@ -93,7 +93,7 @@ func resolvedRank(c Cause) Cause {
 // digestInTextRE finds a digest that the failing request named: a
 // reference pinned by digest, a manifest or blob URL by digest, or CRI-O's
 // "reading manifest sha256:… in …".
-var digestInTextRE = regexp.MustCompile(`@sha(?:256|512):|/(?:manifests|blobs)/sha(?:256|512):|manifest sha256:|^content at `)
+var digestInTextRE = regexp.MustCompile(`@sha(?:256|512):|/(?:manifests|blobs)/sha(?:256|512):|manifest sha256:|descriptor sha(?:256|512):|^content at `)
 
 // notFoundCause turns "the manifest is missing" into the cause a person can
 // act on. A pinned digest that is missing is DigestNotFound; otherwise the

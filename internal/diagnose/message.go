@@ -20,7 +20,7 @@ var imagePatterns = []*regexp.Regexp{
 	regexp.MustCompile(`Failed to apply default image tag ` + q + `([^"\\]*)` + q),
 	regexp.MustCompile(`[Cc]ontainer image ` + q + `([^"\\]*)` + q + ` is not present`),
 	regexp.MustCompile(`couldn't parse image (?:reference|name) ` + q + `([^"\\]*)` + q),
-	regexp.MustCompile(`[Ii]mage pull failed for ([^\s,"\\]+)`),
+	regexp.MustCompile(`[Ii]mage pull failed for ([^\s,"\\]+)(?:,| because)`),
 	regexp.MustCompile(`[Pp]ulling image ` + q + `([^"\\]*)` + q),
 	regexp.MustCompile(`failed to (?:pull and unpack image|resolve reference|resolve image) ` + q + `([^"\\]*)` + q),
 	regexp.MustCompile(`(?:initializing|Error initializing) source docker://([^\s"\\]+?):? `),
@@ -77,7 +77,7 @@ func extractHost(msg string) string {
 var (
 	dockerRE = regexp.MustCompile(`Error response from daemon|API error \(\d+\)|[Ii]mage pull failed for \S+, this may be because|may require 'docker login'|unable to ping registry endpoint|manifest for \S+ not found|in the manifest list entries|Tag \S+ not found in repository|failed to register layer|Error: image \S+ not found|Error: Status \d+ trying to pull|does not exist or no pull access`)
 	crioRE   = regexp.MustCompile(`(?i)reading manifest \S+ in |pinging (?:container|docker) registry|choosing (?:an )?image (?:instance|from manifest list)|initializing source docker://|determining manifest MIME type|unable to retrieve auth token|requesting bear(?:er)? token|copying system image from manifest list|Source image rejected|short-name .* did not resolve|writing blob: |reading blob sha256|trying to reuse blob|can't talk to a V1 container registry`)
-	ctrdRE   = regexp.MustCompile(`failed to pull and unpack image|failed to resolve reference|failed to resolve image|httpReadSeeker|failed to extract layer|failed to copy: |failed to fetch (?:anonymous|oauth) token|failed to authorize: |failed to do request: |unexpected status from (?:HEAD|GET|POST) request|unexpected status code \[manifests|no match for platform in manifest|failed to unpack image on snapshotter|failed to prepare extraction snapshot|content at \S+ not found|failed to get reader from content store|pulling from host \S+ failed with status code`)
+	ctrdRE   = regexp.MustCompile(`failed to pull and unpack image|failed to resolve reference|failed to resolve image|httpRead(?:er)?Seeker|failed to extract layer|failed to copy: |failed to fetch (?:anonymous|oauth) token|failed to authorize: |failed to do request: |unexpected status from (?:HEAD|GET|POST) request|unexpected status code \[manifests|no match for platform in manifest|failed to unpack image on snapshotter|failed to prepare extraction snapshot|content at \S+ not found|failed to get reader from content store|pulling from host \S+ failed with status code`)
 )
 
 // detectRuntime names the runtime whose words the message carries.
@@ -164,7 +164,8 @@ func evidenceAt(msg string, start, limit int) string {
 // parentheses that belong to the wrappers around an error, not to it.
 func trimWrapper(s string) string {
 	for {
-		t := strings.TrimRight(s, " \t\r\"\\],")
+		t := strings.TrimSuffix(strings.TrimRight(s, " \t\r\"],"), `\n`)
+		t = strings.TrimRight(t, "\\")
 		if strings.HasSuffix(t, ")") && strings.Count(t, ")") > strings.Count(t, "(") {
 			t = t[:len(t)-1]
 		}

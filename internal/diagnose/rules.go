@@ -55,7 +55,7 @@ var rules = []rule{
 
 	{UnpackFailed, re(`(?i:no space left on device)|(?i:disk quota exceeded)|failed to extract layer|failed to unpack image on snapshotter|failed to unpack|apply layer error|failed to register layer|[Ee]rror processing tar file|failed to prepare extraction snapshot|failed to commit snapshot|(?i:storing blob to file)[^\n]*?(?i:no space|quota)`)},
 
-	{RateLimited, re(`(?i:toomanyrequests)|429 Too Many Requests|(?i:too many requests)|(?i:pull rate limit)|(?i:rate limit(?:ed| exceeded))|status(?: code)?:? 429\b`)},
+	{RateLimited, re(`(?i:toomanyrequests)|429 Too Many Requests|(?i:too many requests)|(?i:pull rate limit)|(?i:rate limit(?:ed| exceeded))|(?i:status(?: code)?:? 429)\b`)},
 
 	{CredentialsExpired, re(`(?i:(?:authorization |auth |access |security |bearer )?token (?:has |is )?expired)|(?i:token included in the request is expired)|(?i:expired token)|ExpiredToken|(?i:credentials? (?:have|has) expired)|(?i:password has expired)`)},
 
@@ -69,15 +69,19 @@ var rules = []rule{
 
 	{ConnectionRefused, re(`(?:dial tcp \S+: )?(?:connect: )?connection refused|(?:read tcp \S+: )?(?:read: )?connection reset by peer|connection reset|50[23] (?:Bad Gateway|Service Unavailable)`)},
 
+	// An IAM denial names the missing permission even inside Docker's
+	// ambiguous "pull access denied … may require 'docker login'" wrapper.
+	{AccessDenied, re(`not authorized to perform[^\n]*|denied on resource[^\n]*`)},
+
 	{NotFoundOrUnauthorized, re(`pull access denied[^\n]*|repository \S+ not found: does not exist or no pull access|does not exist or no pull access|(?:repository )?does not exist or may require[^\n]*|insufficient_scope[^\n]*|access to the requested resource is not authorized|Error: image \S+ not found`)},
 
 	{RepoNotFound, re(`NAME_UNKNOWN[^\n]*|name unknown[^\n]*|repository name not known to registry|The repository with name '[^']*' does not exist[^\n]*|[Rr]epository (?:\\?"[^"\\]*\\?"|\S+) (?:was )?not found|[Rr]epository \S+ does not exist|project \S+ not found`)},
 
-	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for \S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|tag \S+ not found|manifest \S+ not found|\S+: 404 Not Found|404 Not Found|status code:? 404`)},
+	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for \S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|could not fetch content descriptor sha(?:256|512):[^\n]*?not found|tag \S+ not found|manifest \S+ not found|\S+: 404 Not Found|404 Not Found|status code:? 404`)},
 
-	{AccessDenied, re(`not authorized to perform[^\n]*|` + status + `403 Forbidden|status(?: code)?:? 403\b|Status 403\b|DENIED[^\n]*|denied: [^\n]*|Permission \\?"[^"\\]*\\?" denied[^\n]*|(?i:access denied)[^\n]*|AccessDenied[^\n]*|(?i:forbidden)[^\n]*|(?i:requested access to the resource is denied)`)},
+	{AccessDenied, re(`not authorized to perform[^\n]*|` + status + `403 Forbidden|(?i:status(?: code)?:? 403)\b|DENIED[^\n]*|denied: [^\n]*|Permission \\?"[^"\\]*\\?" denied[^\n]*|(?i:access denied)[^\n]*|AccessDenied[^\n]*|(?i:forbidden)[^\n]*|(?i:requested access to the resource is denied)`)},
 
-	{Unauthorized, re(`no basic auth credentials|` + status + `401 Unauthorized|status(?: code)?:? 401\b|Status 401\b|UNAUTHORIZED[^\n]*|unauthorized: [^\n]*|(?i:authentication required)[^\n]*|(?i:incorrect username or password)|(?i:invalid username/password)[^\n]*|(?i:username and password required)|Unauthorized|unauthorized|(?i:not authorized)`)},
+	{Unauthorized, re(`no basic auth credentials|` + status + `401 Unauthorized|(?i:status(?: code)?:? 401)\b|UNAUTHORIZED[^\n]*|unauthorized: [^\n]*|(?i:authentication required)[^\n]*|(?i:incorrect username or password)|(?i:invalid username/password)[^\n]*|(?i:username and password required)|Unauthorized|unauthorized|(?i:not authorized)`)},
 
 	{genericNotFound, re(`[^\s"\\]+: not found`)},
 
