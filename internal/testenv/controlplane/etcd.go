@@ -1,0 +1,61 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+)
+
+// startEtcd runs a single-member etcd on two free loopback ports, with a
+// data directory under the temp dir and fsync off: the data is thrown away
+// anyway, and fsync dominates write latency on shared CI disks.
+func (cp *ControlPlane) startEtcd(ctx context.Context) error {
+	return cp.startWithFreshPorts(ctx, 2, func(ports []int) (*process, func(context.Context) error) {
+		client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+		peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+		args := []string{
+			"--name=default",
+			"--data-dir=" + cp.path("etcd"),
+			"--listen-client-urls=" + client,
+			"--advertise-client-urls=" + client,
+			"--listen-peer-urls=" + peer,
+			"--initial-advertise-peer-urls=" + peer,
+			"--initial-cluster=default=" + peer,
+			"--initial-cluster-state=new",
+			"--unsafe-no-fsync=true",
+			"--log-level=warn",
+		}
+		p := &process{
+			name:    "etcd",
+			path:    filepath.Join(cp.cfg.binDir, "etcd"),
+			args:    append(args, cp.cfg.etcdArgs...),
+			logPath: cp.path("etcd.log"),
+			tee:     cp.cfg.logOutput,
+		}
+		cp.etcd = p
+		cp.etcdURL = client
+		return p, func(ctx context.Context) error { return cp.waitEtcdHealthy(ctx, client) }
+	})
+}
+
+// waitEtcdHealthy polls etcd's /health until it reports healthy.
+func (cp *ControlPlane) waitEtcdHealthy(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: pollRequestTimeout}
+	return poll(ctx, []*process{cp.etcd}, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("etcd /health: %s", resp.Status)
+		}
+		return nil
+	})
+}
