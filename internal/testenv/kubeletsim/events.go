@@ -1,0 +1,43 @@
+package kubeletsim
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Event reasons and types, from pkg/kubelet/events/event.go (v1.37.2).
+const (
+	reasonPulling          = "Pulling"
+	reasonPulled           = "Pulled"
+	reasonFailed           = "Failed"
+	reasonInspectFailed    = "InspectFailed"
+	reasonErrNeverPull     = "ErrImageNeverPull"
+	reasonBackOff          = "BackOff"
+	reasonCreated          = "Created"
+	reasonStarted          = "Started"
+	reasonKilling          = "Killing"
+	reasonMissingSecret    = "FailedToRetrieveImagePullSecret"
+	reasonScheduled        = "Scheduled"
+	fieldPathContainer     = "spec.containers{%s}"
+	fieldPathInitContainer = "spec.initContainers{%s}"
+)
+
+// containerRef is kubecontainer.GenerateContainerRef: the pod, with the
+// container's field path, so `kubectl describe` and the bot can tell which
+// container an event is about.
+func containerRef(pod *corev1.Pod, name string, init bool) *corev1.ObjectReference {
+	fp := fmt.Sprintf(fieldPathContainer, name)
+	if init {
+		fp = fmt.Sprintf(fieldPathInitContainer, name)
+	}
+	return &corev1.ObjectReference{
+		Kind:            "Pod",
+		APIVersion:      "v1",
+		Namespace:       pod.Namespace,
+		Name:            pod.Name,
+		UID:             pod.UID,
+		ResourceVersion: pod.ResourceVersion,
+		FieldPath:       fp,
+	}
+}

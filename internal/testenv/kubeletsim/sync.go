@@ -1,0 +1,242 @@
+package kubeletsim
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// syncPod is one pass of the kubelet's pod worker for a bound pod: re-read
+// the pod, start what can be started, write the status if it changed. It
+// returns when to look again (a failing container is re-evaluated every
+// re-sync period, the kubelet's 10 s compressed, jittered like the kubelet's
+// pod workers).
+func (s *Simulator) syncPod(ctx context.Context, key podKey) (time.Duration, error) {
+	n := s.byName[key.node]
+	obj, exists, err := n.informer.GetIndexer().GetByKey(key.namespace + "/" + key.name)
+	if err != nil {
+		return 0, err
+	}
+	if !exists {
+		s.forget(key)
+		return 0, nil
+	}
+	pod := obj.(*corev1.Pod)
+	if pod.Spec.NodeName != n.name || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return 0, nil
+	}
+	rt := s.runtimeFor(key, pod, n)
+	if pod.DeletionTimestamp != nil {
+		return 0, s.terminate(ctx, key, pod, rt, n)
+	}
+	failing := s.startContainers(ctx, pod, rt, n)
+	if err := s.writeStatus(ctx, pod, rt, s.buildStatus(pod, rt, n)); err != nil {
+		return 0, err
+	}
+	if failing {
+		return wait.Jitter(s.cfg.backoffInitial, 0.5), nil
+	}
+	return 0, nil
+}
+
+// runtimeFor returns the pod's runtime state, new for a new pod UID.
+func (s *Simulator) runtimeFor(key podKey, pod *corev1.Pod, n *node) *podRuntime {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.pods[key]
+	if !ok || rt.uid != pod.UID {
+		if ok {
+			s.dropBackoff(rt)
+		}
+		ip := n.ip
+		if !pod.Spec.HostNetwork {
+			ip = n.nextPodIP()
+		}
+		rt = newPodRuntime(pod.UID, ip)
+		s.pods[key] = rt
+	}
+	return rt
+}
+
+func (s *Simulator) forget(key podKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt, ok := s.pods[key]; ok {
+		s.dropBackoff(rt)
+		delete(s.pods, key)
+	}
+}
+
+func (s *Simulator) dropBackoff(rt *podRuntime) {
+	for _, c := range rt.containers {
+		s.backoff.DeleteEntry(fmt.Sprintf("%s_%s", rt.uid, c.image))
+	}
+}
+
+// terminate stops the pod's containers and finishes the graceful deletion
+// the API server started, as the kubelet's status manager does once the pod
+// is terminated, so a rolled-over ReplicaSet's pods go away.
+func (s *Simulator) terminate(ctx context.Context, key podKey, pod *corev1.Pod, rt *podRuntime, n *node) error {
+	kill := func(cs []corev1.Container, init bool) {
+		for i := range cs {
+			if st, ok := rt.containers[cs[i].Name]; ok && st.state == stateRunning {
+				n.recorder.Event(containerRef(pod, cs[i].Name, init), corev1.EventTypeNormal, reasonKilling, "Stopping container "+cs[i].Name)
+			}
+		}
+	}
+	kill(pod.Spec.Containers, false)
+	kill(pod.Spec.InitContainers, true)
+	err := s.cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptrTo(int64(0)),
+		Preconditions:      metav1.NewUIDPreconditions(string(pod.UID)),
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return err
+	}
+	s.forget(key)
+	return nil
+}
+
+// startContainers runs the init containers in order, then the regular ones,
+// as kuberuntime's SyncPod does; it reports whether any start failed.
+func (s *Simulator) startContainers(ctx context.Context, pod *corev1.Pod, rt *podRuntime, n *node) bool {
+	at := now()
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		st := rt.container(c.Name, c.Image)
+		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+		if st.image != c.Image && st.state == stateRunning {
+			n.recorder.Event(containerRef(pod, c.Name, true), corev1.EventTypeNormal, reasonKilling, fmt.Sprintf("Init container %s definition changed", c.Name))
+			st.kill(at)
+		}
+		if st.state == stateRunning || st.state == stateTerminated {
+			continue
+		}
+		if !s.startContainer(ctx, pod, c, true, rt, st, n) {
+			return true
+		}
+		if !sidecar {
+			st.state, st.finishedAt = stateTerminated, now()
+		}
+	}
+	failing := false
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		st := rt.container(c.Name, c.Image)
+		if st.image != c.Image && st.state == stateRunning {
+			n.recorder.Event(containerRef(pod, c.Name, false), corev1.EventTypeNormal, reasonKilling, fmt.Sprintf("Container %s definition changed, will be restarted", c.Name))
+			st.kill(at)
+		}
+		if st.state == stateRunning {
+			continue
+		}
+		if !s.startContainer(ctx, pod, c, false, rt, st, n) {
+			failing = true
+		}
+	}
+	return failing
+}
+
+// startContainer is kuberuntime's startContainer: ensure the image, then
+// create and start. A failure records the kubelet's "Error: <reason>" event
+// and leaves the container waiting with the reason and message.
+func (s *Simulator) startContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, init bool, rt *podRuntime, st *container, n *node) bool {
+	ref := containerRef(pod, c.Name, init)
+	st.image = c.Image
+	img, msg, err := s.ensureImage(ctx, pod, c, ref, rt, n)
+	if err != nil {
+		n.recorder.Event(ref, corev1.EventTypeWarning, reasonFailed, "Error: "+err.Error())
+		st.state, st.reason, st.message = stateWaiting, err.Error(), msg
+		return false
+	}
+	st.containerID = containerID()
+	n.recorder.Event(ref, corev1.EventTypeNormal, reasonCreated, "Container created")
+	n.recorder.Event(ref, corev1.EventTypeNormal, reasonStarted, "Container started")
+	st.state, st.reason, st.message = stateRunning, "", ""
+	st.imageID, st.imageName = img.imageID, img.name
+	st.startedAt = now()
+	return true
+}
+
+// ensureImage is the kubelet's imageManager.EnsureImageExists (v1.37.2,
+// pkg/kubelet/images/image_manager.go), event for event. It returns the
+// image, the message for the container's waiting state and the reason error.
+func (s *Simulator) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container, ref *corev1.ObjectReference, rt *podRuntime, n *node) (presentImage, string, error) {
+	requested := c.Image
+	r, err := parseImage(requested)
+	if err != nil {
+		msg := fmt.Sprintf("Failed to apply default image tag %q: %v", requested, err)
+		n.recorder.Event(ref, corev1.EventTypeWarning, reasonInspectFailed, msg)
+		return presentImage{}, msg, errInvalidImageName
+	}
+	policy := c.ImagePullPolicy
+	if policy == "" {
+		policy = corev1.PullIfNotPresent
+		if r.digest == "" && r.tag == "latest" {
+			policy = corev1.PullAlways
+		}
+	}
+	if policy != corev1.PullAlways {
+		img, present := n.image(r.full)
+		if present && (img.nodeAccessible || podHasSecret(pod, img.secrets)) {
+			n.recorder.Event(ref, corev1.EventTypeNormal, reasonPulled, fmt.Sprintf("Container image %q already present on machine and can be accessed by the pod", requested))
+			return img, "", nil
+		}
+		if policy == corev1.PullNever {
+			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", requested)
+			n.recorder.Event(ref, corev1.EventTypeWarning, reasonErrNeverPull, msg)
+			return presentImage{}, msg, errImageNeverPull
+		}
+	}
+
+	creds, missing := s.credentials(ctx, pod, r)
+	if len(missing) > 0 {
+		n.recorder.Eventf(pod, corev1.EventTypeWarning, reasonMissingSecret,
+			"Unable to retrieve some image pull secrets (%s); attempting to pull the image may not succeed.", strings.Join(missing, ", "))
+	}
+
+	backOffKey := fmt.Sprintf("%s_%s", pod.UID, requested)
+	if s.backoff.IsInBackOffSinceUpdate(backOffKey, s.backoff.Clock.Now()) {
+		msg := fmt.Sprintf("Back-off pulling image %q", requested)
+		n.recorder.Event(ref, corev1.EventTypeNormal, reasonBackOff, msg)
+		if prev, ok := rt.prevPullErr[backOffKey]; ok {
+			msg = fmt.Sprintf("%s: %s", msg, prev)
+		}
+		return presentImage{}, msg, errImagePullBackOff
+	}
+	delete(rt.prevPullErr, backOffKey)
+
+	n.recorder.Event(ref, corev1.EventTypeNormal, reasonPulling, fmt.Sprintf("Pulling image %q", requested))
+	start := time.Now()
+	p, cred, err := s.pull(ctx, n, r, creds)
+	if err != nil {
+		n.recorder.Event(ref, corev1.EventTypeWarning, reasonFailed, fmt.Sprintf("Failed to pull image %q: %v", requested, err))
+		s.backoff.Next(backOffKey, s.backoff.Clock.Now())
+		rt.prevPullErr[backOffKey] = fmt.Sprintf("%s: %s", errImagePull, err.Error())
+		return presentImage{}, err.Error(), errImagePull
+	}
+	secret := ""
+	if cred != nil {
+		secret = cred.secret
+	}
+	n.storeImage(r.full, p, secret)
+	n.recorder.Event(ref, corev1.EventTypeNormal, reasonPulled, fmt.Sprintf("Successfully pulled image %q in %v (%v including waiting). Image size: %v bytes.",
+		requested, p.duration.Truncate(time.Millisecond), time.Since(start).Truncate(time.Millisecond), p.size))
+	s.backoff.GC()
+	return presentImage{imageID: p.imageID, name: p.name, size: p.size}, "", nil
+}
+
+func podHasSecret(pod *corev1.Pod, secrets map[string]bool) bool {
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		if secrets[pod.Namespace+"/"+ref.Name] {
+			return true
+		}
+	}
+	return false
+}
