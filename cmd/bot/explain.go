@@ -18,10 +18,25 @@ import (
 // explainResult is one line of `bot explain --jsonl`: the classification,
 // plus the title for people and an error when the input line was not a
 // JSON object.
+// Every field is always present (empty when unknown), so a consumer of the
+// JSON lines never has to tell "absent" from "empty".
 type explainResult struct {
-	diagnose.Classification
-	Title string `json:"title"`
-	Error string `json:"error,omitempty"`
+	Cause    diagnose.Cause   `json:"cause"`
+	Title    string           `json:"title"`
+	Summary  string           `json:"summary"`
+	Remedy   string           `json:"remedy"`
+	Evidence string           `json:"evidence"`
+	Image    string           `json:"image"`
+	Registry string           `json:"registry"`
+	Runtime  diagnose.Runtime `json:"runtime"`
+	Error    string           `json:"error,omitempty"`
+}
+
+func newExplainResult(c diagnose.Classification) explainResult {
+	return explainResult{
+		Cause: c.Cause, Title: c.Cause.Title(), Summary: c.Summary, Remedy: c.Remedy,
+		Evidence: c.Evidence, Image: c.Image, Registry: c.Registry, Runtime: c.Runtime,
+	}
 }
 
 // explainInput is one line of `bot explain --jsonl` input.
@@ -133,14 +148,11 @@ func explainLine(line []byte) explainResult {
 	var in explainInput
 	if err := json.Unmarshal(line, &in); err != nil {
 		summary, remedy := diagnose.Describe(diagnose.Unknown, "", "")
-		return explainResult{
-			Classification: diagnose.Classification{Cause: diagnose.Unknown, Summary: summary, Remedy: remedy},
-			Title:          diagnose.Unknown.Title(),
-			Error:          fmt.Sprintf(`invalid input line (want {"message": "...", "reason": "..."}): %v`, err),
-		}
+		res := newExplainResult(diagnose.Classification{Cause: diagnose.Unknown, Summary: summary, Remedy: remedy})
+		res.Error = fmt.Sprintf(`invalid input line (want {"message": "...", "reason": "..."}): %v`, err)
+		return res
 	}
-	c := diagnose.Classify(in.Reason, in.Message)
-	return explainResult{Classification: c, Title: c.Cause.Title()}
+	return newExplainResult(diagnose.Classify(in.Reason, in.Message))
 }
 
 // printExplanation writes the diagnosis for a person reading a terminal.
