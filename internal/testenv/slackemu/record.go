@@ -77,9 +77,9 @@ type Envelope struct {
 
 // Ack is an app's acknowledgement of a slash command, interaction or event.
 type Ack struct {
-	Mode        string // "socket" or "http"
-	EnvelopeID  string // Socket Mode
-	ConnID      int    // connection the ack arrived on
+	Mode        string          // "socket" or "http"
+	EnvelopeID  string          // Socket Mode
+	ConnID      int             // connection the ack arrived on
 	Payload     json.RawMessage // Socket Mode ack payload, or the HTTP response body
 	StatusCode  int             // HTTP mode
 	Latency     time.Duration

@@ -321,7 +321,16 @@ func (e *Emulator) Disconnect(reason string) int {
 	for _, c := range targets {
 		frame, _ := json.Marshal(disconnectFrame{Type: "disconnect", Reason: reason, DebugInfo: debugInfo{Host: e.host(c.id)}})
 		_ = c.write(frame)
-		time.AfterFunc(e.cfg.disconnectGrace, c.drop)
+		e.wg.Go(func() {
+			t := time.NewTimer(e.cfg.disconnectGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				c.drop()
+			case <-c.done:
+			case <-e.ctx.Done():
+			}
+		})
 	}
 	return len(targets)
 }
