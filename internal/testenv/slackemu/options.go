@@ -154,8 +154,9 @@ func WithRequestURLs(u RequestURLs) Option {
 	return func(c *config) { c.urls = u }
 }
 
-// WithHTTPClient sets the client used to POST HTTP-mode requests; its
-// timeout is replaced by the ack timeout. Default: a fresh http.Client.
+// WithHTTPClient sets the client used to POST HTTP-mode requests (e.g. one
+// that trusts a test TLS server); the ack timeout still bounds each request.
+// Default: a fresh http.Client.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) { c.httpClient = hc }
 }

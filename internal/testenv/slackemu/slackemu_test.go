@@ -752,3 +752,42 @@ func TestStateView(t *testing.T) {
 		t.Fatalf("messages = %+v", msgs)
 	}
 }
+
+func TestResponseURLUsesAreLimited(t *testing.T) {
+	emu := newEmu(t)
+	ctx := testCtx(t)
+	app := startSocketApp(t, emu, false)
+	waitConns(t, ctx, emu, 1, 1)
+	if _, err := emu.SlashCommand(ctx, slackemu.SlashCommand{Command: "/pullfix", Text: "list", UserID: alice, ChannelID: chAlerts}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := <-app.slash
+	post := func(text string, opt slack.MsgOption) error {
+		_, _, err := app.api.PostMessageContext(ctx, "", opt, slack.MsgOptionText(text, false))
+		return err
+	}
+	// in_channel posts a visible message; replace_original then edits it.
+	if err := post("incidents: 1", slack.MsgOptionResponseURL(cmd.ResponseURL, slack.ResponseTypeInChannel)); err != nil {
+		t.Fatal(err)
+	}
+	if err := post("incidents: 0", slack.MsgOptionReplaceOriginal(cmd.ResponseURL)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := emu.Messages(chAlerts)
+	if len(msgs) != 1 || msgs[0].Text != "incidents: 0" || msgs[0].Source != "response_url" || len(msgs[0].Edits) != 1 {
+		t.Fatalf("messages = %+v", msgs)
+	}
+	for i := range 3 {
+		if err := post(fmt.Sprint("update ", i), slack.MsgOptionResponseURL(cmd.ResponseURL, slack.ResponseTypeEphemeral)); err != nil {
+			t.Fatalf("use %d: %v", i+3, err)
+		}
+	}
+	var sc slack.StatusCodeError
+	if err := post("sixth", slack.MsgOptionResponseURL(cmd.ResponseURL, slack.ResponseTypeEphemeral)); !errors.As(err, &sc) || sc.Code != 404 {
+		t.Fatalf("sixth use: %T %v", err, err)
+	}
+	calls := emu.Calls("response_url")
+	if len(calls) != 6 || calls[5].Error != "used_url" || calls[1].Params.Get("replace_original") != "true" {
+		t.Fatalf("response_url calls = %+v", calls)
+	}
+}

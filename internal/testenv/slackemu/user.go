@@ -176,7 +176,7 @@ func (e *Emulator) SlashCommand(ctx context.Context, cmd SlashCommand) (Ack, err
 	body, _ := json.Marshal(p)
 	ack, err = e.deliverSocket(ctx, "slash_commands", body, true, meta)
 	if err == nil && len(ack.Payload) > 0 && string(ack.Payload) != "null" {
-		e.applyAckPayload(ru, ack.Payload)
+		e.applyAckPayload(ru, ack.Payload, "ack")
 	}
 	return ack, err
 }
@@ -188,21 +188,22 @@ func (e *Emulator) applyHTTPResponse(ru *responseURL, ack *Ack) {
 		return
 	}
 	if json.Valid(ack.Payload) && strings.HasPrefix(strings.TrimSpace(string(ack.Payload)), "{") {
-		e.applyAckPayload(ru, ack.Payload)
+		e.applyAckPayload(ru, ack.Payload, "http_response")
 		return
 	}
 	msg, _ := json.Marshal(map[string]string{"text": string(ack.Payload)})
-	e.applyAckPayload(ru, msg)
+	e.applyAckPayload(ru, msg, "http_response")
 }
 
-func (e *Emulator) applyAckPayload(ru *responseURL, payload []byte) {
+// applyAckPayload shows the message carried by an acknowledgement.
+func (e *Emulator) applyAckPayload(ru *responseURL, payload []byte, source string) {
 	var rm responseMessage
 	if json.Unmarshal(payload, &rm) != nil {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if code, _ := e.applyResponseLocked(ru, rm, "ack"); code != "" {
+	if code, _ := e.applyResponseLocked(ru, rm, source); code != "" {
 		e.log.Warn("ack payload rejected", "error", code)
 	}
 }
