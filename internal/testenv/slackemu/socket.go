@@ -112,7 +112,15 @@ func (e *Emulator) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(maxSocketFrame)
 
+	// Register and say hello while holding the connection's write lock: a
+	// concurrent delivery to it waits until hello is on the wire, and a client
+	// that has read hello can be delivered to.
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		_ = ws.NetConn().Close()
+		return
+	}
 	e.nextConnID++
 	c := &sconn{id: e.nextConnID, ws: ws, done: make(chan struct{})}
 	n := 1
@@ -121,30 +129,23 @@ func (e *Emulator) serveSocket(w http.ResponseWriter, r *http.Request) {
 			n++
 		}
 	}
+	c.wmu.Lock()
+	e.conns[c.id] = c
+	e.connLog = append(e.connLog, ConnInfo{ID: c.id, OpenedAt: time.Now(), RemoteAddr: r.RemoteAddr})
+	e.notifyLocked()
 	e.mu.Unlock()
 
 	hello, _ := json.Marshal(helloFrame{Type: "hello", NumConnections: n,
 		DebugInfo:      debugInfo{Host: e.host(c.id), BuildNumber: 1, ApproximateConnectionTime: 18060},
 		ConnectionInfo: connectionInfo{AppID: e.cfg.appID}})
-	if err := c.write(hello); err != nil {
-		c.drop()
-		return
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	err = ws.WriteMessage(websocket.TextMessage, hello)
+	c.wmu.Unlock()
+	if err == nil {
+		e.log.Info("socket connected", "conn", c.id)
+		go e.pinger(c) // ends with the connection or the emulator
+		e.readAcks(c)
 	}
-
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		c.drop()
-		return
-	}
-	e.conns[c.id] = c
-	e.connLog = append(e.connLog, ConnInfo{ID: c.id, OpenedAt: time.Now(), RemoteAddr: r.RemoteAddr})
-	e.notifyLocked()
-	e.mu.Unlock()
-	e.log.Info("socket connected", "conn", c.id)
-
-	e.wg.Go(func() { e.pinger(c) })
-	e.readAcks(c)
 
 	c.drop()
 	e.mu.Lock()
@@ -321,7 +322,7 @@ func (e *Emulator) Disconnect(reason string) int {
 	for _, c := range targets {
 		frame, _ := json.Marshal(disconnectFrame{Type: "disconnect", Reason: reason, DebugInfo: debugInfo{Host: e.host(c.id)}})
 		_ = c.write(frame)
-		e.wg.Go(func() {
+		go func() { // ends with the timer, the connection or the emulator
 			t := time.NewTimer(e.cfg.disconnectGrace)
 			defer t.Stop()
 			select {
@@ -330,7 +331,7 @@ func (e *Emulator) Disconnect(reason string) int {
 			case <-c.done:
 			case <-e.ctx.Done():
 			}
-		})
+		}()
 	}
 	return len(targets)
 }
