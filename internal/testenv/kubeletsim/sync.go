@@ -54,11 +54,18 @@ func (s *Simulator) runtimeFor(key podKey, pod *corev1.Pod, n *node) *podRuntime
 		if ok {
 			s.dropBackoff(rt)
 		}
-		ip := n.ip
-		if !pod.Spec.HostNetwork {
-			ip = n.nextPodIP()
+		ip := pod.Status.PodIP // pod IPs may not change once set
+		if ip == "" {
+			ip = n.ip
+			if !pod.Spec.HostNetwork {
+				ip = n.nextPodIP()
+			}
 		}
 		rt = newPodRuntime(pod.UID, ip)
+		if pod.Status.StartTime != nil {
+			rt.startTime = *pod.Status.StartTime
+		}
+		adopt(rt, pod)
 		s.pods[key] = rt
 	}
 	return rt
@@ -239,4 +246,36 @@ func podHasSecret(pod *corev1.Pod, secrets map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// adopt takes over containers a previous simulator (a kubelet before its
+// restart) left running, as a kubelet re-reads them from the runtime.
+func adopt(rt *podRuntime, pod *corev1.Pod) {
+	specImage := map[string]string{}
+	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		specImage[c.Name] = c.Image
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		image, ok := specImage[cs.Name]
+		if !ok || cs.ImageID == "" || !strings.HasPrefix(cs.ContainerID, "containerd://") {
+			continue
+		}
+		c := &container{
+			image:        image,
+			containerID:  strings.TrimPrefix(cs.ContainerID, "containerd://"),
+			imageName:    cs.Image,
+			imageID:      cs.ImageID,
+			restartCount: cs.RestartCount,
+		}
+		c.lastTerminated = cs.LastTerminationState.Terminated
+		switch {
+		case cs.State.Running != nil:
+			c.state, c.startedAt = stateRunning, cs.State.Running.StartedAt
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			c.state, c.startedAt, c.finishedAt = stateTerminated, cs.State.Terminated.StartedAt, cs.State.Terminated.FinishedAt
+		default:
+			continue
+		}
+		rt.containers[cs.Name] = c
+	}
 }
