@@ -236,8 +236,8 @@ func (p *Prober) probe(ctx context.Context, image string, kc authn.Keychain, pla
 	return out
 }
 
-func (p *Prober) probeUncached(ctx context.Context, tg target, cred credential, platform Platform, mode probeMode) ProbeResult {
-	res := ProbeResult{Image: tg.ref.String()}
+func (p *Prober) probeUncached(ctx context.Context, tg target, cred credential, platform Platform, mode probeMode) (res ProbeResult) {
+	res = ProbeResult{Image: tg.ref.String()}
 	if tg.fetch != tg.ref {
 		res.Fetched = tg.fetch.String()
 	}

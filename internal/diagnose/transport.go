@@ -3,6 +3,7 @@ package diagnose
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,7 +105,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	var meta responseMeta
 	if err != nil {
 		step.Result = "error: " + err.Error()
-		if isPing && t.pingTTL > 0 && req.URL.Scheme == "https" && errors.Is(err, http.ErrSchemeMismatch) {
+		if isPing && t.pingTTL > 0 && req.URL.Scheme == "https" && notTLS(err) {
 			t.storePing(key, pingEntry{err: err})
 		}
 	} else {
@@ -134,6 +135,14 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	t.logger.LogAttrs(req.Context(), slog.LevelDebug, "registry request",
 		slog.String("request", step.Request), slog.String("result", step.Result), slog.Duration("elapsed", elapsed))
 	return resp, err
+}
+
+// notTLS recognises an HTTPS attempt answered by a plain-HTTP server: a
+// property of the server, so worth remembering (go-containerregistry tries
+// HTTPS first even for registries it may reach over HTTP).
+func notTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &rh)
 }
 
 func (t *observingTransport) cachedPing(key string, req *http.Request) (*http.Response, error, bool) {

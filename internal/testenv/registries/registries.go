@@ -68,7 +68,9 @@ func WithBasicAuth(a BasicAuth) Option { return func(c *config) { c.basic = &a }
 
 // WithDenied answers 403 DENIED for the named repositories (exact names or
 // "prefix/*").
-func WithDenied(repos ...string) Option { return func(c *config) { c.denied = append(c.denied, repos...) } }
+func WithDenied(repos ...string) Option {
+	return func(c *config) { c.denied = append(c.denied, repos...) }
+}
 
 // WithRateLimit answers 429 TOOMANYREQUESTS with Retry-After.
 func WithRateLimit(r RateLimit) Option { return func(c *config) { c.rate = &r } }
