@@ -260,6 +260,9 @@ func adopt(rt *podRuntime, pod *corev1.Pod) {
 		if !ok || cs.ImageID == "" || !strings.HasPrefix(cs.ContainerID, "containerd://") {
 			continue
 		}
+		if r, err := parseImage(image); err != nil || r.name() != cs.Image {
+			image = cs.Image // the spec changed while nobody watched: restart it
+		}
 		c := &container{
 			image:        image,
 			containerID:  strings.TrimPrefix(cs.ContainerID, "containerd://"),
