@@ -22,22 +22,26 @@ import (
 // and a message without an error (a bare "Back-off pulling image") is
 // Unknown with a summary that points at the events.
 func Classify(reason, message string) Classification {
-	c := Classification{
-		Cause:   Unknown,
-		Image:   extractImage(message),
-		Runtime: detectRuntime(message),
+	windows := scanWindows(message)
+	c := Classification{Cause: Unknown, Image: extractImage(windows[0])}
+	for _, w := range windows {
+		if c.Runtime == RuntimeUnknown {
+			c.Runtime = detectRuntime(w)
+		}
+		if cause, ev := decide(w); c.Cause == Unknown || informativeness(resolvedRank(cause)) > informativeness(resolvedRank(c.Cause)) {
+			c.Cause, c.Evidence = cause, ev
+		}
 	}
 	c.Registry = registryOf(c.Image)
 	if c.Registry == "" {
-		c.Registry = extractHost(message)
+		c.Registry = extractHost(windows[0])
 	}
 
-	c.Cause, c.Evidence = decide(message)
 	switch c.Cause {
 	case manifestMissing, genericNotFound:
 		c.Cause = notFoundCause(c.Cause, c.Evidence, c.Image)
 	case Unknown:
-		c.Cause, c.Evidence = fromReason(reason, message, c.Image)
+		c.Cause, c.Evidence = fromReason(reason, c.Image)
 	}
 
 	c.Summary, c.Remedy = Describe(c.Cause, c.Image, c.Registry)
@@ -124,7 +128,7 @@ func nestedRegistry(image string) bool {
 // fromReason decides from the kubelet's reason when the message names no
 // error: the reason alone is decisive for the kubelet's own verdicts. A
 // reference the kubelet's parser refuses is invalid whatever else is said.
-func fromReason(reason, message, image string) (Cause, string) {
+func fromReason(reason, image string) (Cause, string) {
 	switch reason {
 	case "InvalidImageName":
 		return InvalidReference, ""
@@ -147,7 +151,7 @@ func carriesNoError(reason, message string) bool {
 	if strings.TrimSpace(message) == "" {
 		return reason == "BackOff" || reason == "ImagePullBackOff" || reason == "ErrImagePull"
 	}
-	return noErrorRE.MatchString(message)
+	return noErrorRE.MatchString(scanWindows(message)[0])
 }
 
 // noErrorText explains that the cause is elsewhere rather than guessing it.

@@ -313,6 +313,12 @@ func TestClassify(t *testing.T) {
 			evidence: "403 Forbidden",
 		},
 		{
+			name:     "bracketed list of three: offsets stay right for every element",
+			msg:      `Failed to pull image "r.example.com/a:1": [rpc error: code = Unknown desc = failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized, rpc error: code = Unknown desc = failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized, rpc error: code = Unknown desc = failed to pull and unpack image "r.example.com/a:1": no match for platform in manifest: not found]`,
+			cause:    PlatformMismatch,
+			evidence: "no match for platform in manifest",
+		},
+		{
 			name:    "FailedSync with escaped quotes",
 			reason:  "FailedSync",
 			msg:     `Error syncing pod, skipping: failed to "StartContainer" for "web" with ErrImagePull: "rpc error: code = 2 desc = Error response from daemon: {\"message\":\"manifest for acme/web:v2 not found\"}"`,
@@ -400,5 +406,16 @@ func TestTitlesAndDescribe(t *testing.T) {
 		if s0, _ := Describe(c, "", ""); strings.Contains(s0, `""`) {
 			t.Errorf("Describe(%s) with nothing known prints empty quotes: %s", c, s0)
 		}
+	}
+}
+
+// TestClassifyLongInput: a pasted log far longer than any kubelet message is
+// read at its head and tail, so it is fast and still decided.
+func TestClassifyLongInput(t *testing.T) {
+	noise := strings.Repeat("lookup a: [x, rpc error: ", 1<<16)
+	msg := `Failed to pull image "nginx:1": [` + noise + "\n429 Too Many Requests\ntoomanyrequests: slow down"
+	c := Classify("", msg)
+	if c.Cause != RateLimited || !strings.Contains(msg, c.Evidence) || c.Image != "nginx:1" {
+		t.Errorf("got %s %q %q", c.Cause, c.Evidence, c.Image)
 	}
 }

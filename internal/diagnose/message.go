@@ -122,10 +122,10 @@ func splitElements(msg string) []span {
 		end = len(msg)
 	}
 	var spans []span
-	start := open + 1
-	for _, loc := range elementHeadRE.FindAllStringIndex(msg[start:end], -1) {
-		spans = append(spans, span{start, start + loc[0]})
-		start = start + loc[0] + 2
+	base, start := open+1, open+1
+	for _, loc := range elementHeadRE.FindAllStringIndex(msg[base:end], -1) {
+		spans = append(spans, span{start, base + loc[0]})
+		start = base + loc[0] + 2 // skip ", "
 	}
 	spans = append(spans, span{start, end})
 	if len(spans) == 1 {
@@ -174,4 +174,28 @@ func trimWrapper(s string) string {
 		}
 		s = t
 	}
+}
+
+// maxScan bounds the text the patterns read. Kubelet events are at most
+// 1 KiB and waiting messages a few KiB; a longer input (a pasted log) is read
+// at its head, where the kubelet's wrapper and the image are, and its tail,
+// where a multi-line body ends, so a megabyte of noise costs no more than a
+// real message.
+const maxScan = 8 << 10
+
+// scanWindows returns the head and tail of msg when it is longer than
+// maxScan, cut on rune boundaries; otherwise msg itself.
+func scanWindows(msg string) []string {
+	if len(msg) <= maxScan {
+		return []string{msg}
+	}
+	h := maxScan / 2
+	for h > 0 && !utf8.RuneStart(msg[h]) {
+		h--
+	}
+	t := len(msg) - maxScan/2
+	for t < len(msg) && !utf8.RuneStart(msg[t]) {
+		t++
+	}
+	return []string{msg[:h], msg[t:]}
 }
