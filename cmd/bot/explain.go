@@ -94,7 +94,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 	msg := strings.Join(positional, " ")
 	if len(positional) == 0 {
-		if isTerminal(stdin) {
+		if readerIsTerminal(stdin) {
 			fs.Usage()
 			return 2
 		}
@@ -173,9 +173,9 @@ func printExplanation(w io.Writer, c diagnose.Classification) {
 	field("remedy", c.Remedy)
 }
 
-// isTerminal reports whether r is a character device (a person typing),
+// readerIsTerminal reports whether r is a character device (a person typing),
 // in which case reading a message from it would just hang.
-func isTerminal(r io.Reader) bool {
+func readerIsTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false
