@@ -1,0 +1,112 @@
+package watch
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
+)
+
+// Workload names what owns a pod, resolved through its owner chain
+// (ReplicaSet → Deployment, Job → CronJob), or the bare Pod itself.
+type Workload struct {
+	Kind string `json:"kind"` // Deployment, StatefulSet, DaemonSet, CronJob, Job, ReplicaSet, Pod
+	Name string `json:"name"`
+}
+
+func (w Workload) String() string { return w.Kind + "/" + w.Name }
+
+// Key identifies an incident: one broken (workload, container, image) in a
+// namespace of a cluster. Many pods share one key, so they share one message.
+type Key struct {
+	Cluster   string `json:"cluster"`
+	Namespace string `json:"namespace"`
+	Workload  `json:"workload"`
+	Container string `json:"container"`
+	Image     string `json:"image"`
+}
+
+// String is the key's stable text form, used as the workqueue item and as the
+// basis of the incident ID.
+func (k Key) String() string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s/%s", k.Cluster, k.Namespace, k.Kind, k.Name, k.Container, k.Image)
+}
+
+// State is an incident's place in its lifecycle:
+// open → notified → fixing → resolved | dismissed | snoozed.
+type State string
+
+// Lifecycle states.
+const (
+	StateOpen      State = "open"
+	StateNotified  State = "notified"
+	StateFixing    State = "fixing"
+	StateResolved  State = "resolved"
+	StateDismissed State = "dismissed"
+	StateSnoozed   State = "snoozed"
+)
+
+// Incident is the watcher's record of one Key. Pods is the set of failing
+// pods (namespace-local names) seen at the last sync.
+type Incident struct {
+	Key       Key                 `json:"key"`
+	State     State               `json:"state"`
+	Pods      []string            `json:"pods"`
+	Opened    time.Time           `json:"opened"`
+	Diagnosis *diagnose.Diagnosis `json:"diagnosis,omitempty"`
+}
+
+// imagePullReasons are the container waiting reasons that mean "the image
+// could not be pulled" (kubelet images/types.go; RegistryUnavailable and
+// SignatureValidationFailed are runtime-classified variants since 1.28).
+var imagePullReasons = map[string]bool{
+	"ErrImagePull":              true,
+	"ImagePullBackOff":          true,
+	"InvalidImageName":          true,
+	"ErrImageNeverPull":         true,
+	"RegistryUnavailable":       true,
+	"SignatureValidationFailed": true,
+}
+
+// IsImagePullReason reports whether a waiting reason is an image-pull failure.
+func IsImagePullReason(reason string) bool { return imagePullReasons[reason] }
+
+// FailingContainer is one container of a pod that cannot pull its image.
+type FailingContainer struct {
+	Name    string
+	Image   string
+	Init    bool
+	Reason  string
+	Message string
+}
+
+// FailingContainers lists the pod's containers (init first) whose image
+// cannot be pulled, with the image from the pod spec (the status may carry a
+// normalised form).
+func FailingContainers(pod *corev1.Pod) []FailingContainer {
+	var out []FailingContainer
+	collect := func(specs []corev1.Container, statuses []corev1.ContainerStatus, init bool) {
+		images := make(map[string]string, len(specs))
+		for _, c := range specs {
+			images[c.Name] = c.Image
+		}
+		for _, st := range statuses {
+			w := st.State.Waiting
+			if w == nil || !IsImagePullReason(w.Reason) {
+				continue
+			}
+			img := images[st.Name]
+			if img == "" {
+				img = st.Image
+			}
+			out = append(out, FailingContainer{Name: st.Name, Image: img, Init: init, Reason: w.Reason, Message: w.Message})
+		}
+	}
+	collect(pod.Spec.InitContainers, pod.Status.InitContainerStatuses, true)
+	collect(pod.Spec.Containers, pod.Status.ContainerStatuses, false)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Init && !out[j].Init })
+	return out
+}

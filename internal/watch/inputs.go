@@ -1,0 +1,205 @@
+package watch
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
+)
+
+// inputs gathers what diagnosis needs from the cluster, on demand: the pod's
+// pull secrets, its node's platform, and the workload's revision history.
+type inputs struct {
+	cs kubernetes.Interface
+
+	mu        sync.Mutex
+	platforms map[string]diagnose.Platform // node name → platform
+}
+
+func newInputs(cs kubernetes.Interface) *inputs {
+	return &inputs{cs: cs, platforms: map[string]diagnose.Platform{}}
+}
+
+// target builds the diagnosis target for the incident's container in pod,
+// and a keychain holding the pod's own pull secrets.
+func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *corev1.Pod) (diagnose.Target, authn.Keychain) {
+	t := diagnose.Target{
+		Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name,
+		Container: k.Container, Image: k.Image, ServiceAccount: pod.Spec.ServiceAccountName,
+		Platform: in.platform(ctx, pod.Spec.NodeName),
+	}
+	for _, fc := range FailingContainers(pod) {
+		if fc.Name == k.Container {
+			t.Reason, t.Message = fc.Reason, fc.Message
+			break
+		}
+	}
+	var secrets []*corev1.Secret
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		t.PullSecrets = append(t.PullSecrets, ref.Name)
+		s, err := in.cs.CoreV1().Secrets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			// The kubelet skips a missing pull secret too; say so and go on.
+			log.Warn("pull secret unreadable; probing without it", "namespace", pod.Namespace, "secret", ref.Name, "err", err)
+			continue
+		}
+		secrets = append(secrets, s)
+	}
+	kc, errs := KeychainFromSecrets(secrets)
+	for _, err := range errs {
+		log.Warn("pull secret ignored", "err", err)
+	}
+	if k.Kind == "Deployment" {
+		t.Hints = in.revisionHints(ctx, log, k)
+	}
+	return t, kc
+}
+
+// platform returns the node's OS/architecture, linux/amd64 when unknown.
+func (in *inputs) platform(ctx context.Context, node string) diagnose.Platform {
+	def := diagnose.Platform{OS: "linux", Architecture: "amd64"}
+	if node == "" {
+		return def
+	}
+	in.mu.Lock()
+	p, ok := in.platforms[node]
+	in.mu.Unlock()
+	if ok {
+		return p
+	}
+	n, err := in.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return def
+	}
+	p = diagnose.Platform{OS: n.Status.NodeInfo.OperatingSystem, Architecture: n.Status.NodeInfo.Architecture}
+	if p.OS == "" {
+		p.OS = n.Labels[corev1.LabelOSStable]
+	}
+	if p.Architecture == "" {
+		p.Architecture = n.Labels[corev1.LabelArchStable]
+	}
+	if p.OS == "" || p.Architecture == "" {
+		return def
+	}
+	in.mu.Lock()
+	in.platforms[node] = p
+	in.mu.Unlock()
+	return p
+}
+
+// revisionHints returns the container's image in earlier revisions of the
+// Deployment, newest first: the last healthy revision is the first candidate
+// a person would roll back to.
+func (in *inputs) revisionHints(ctx context.Context, log *slog.Logger, k Key) []diagnose.Hint {
+	d, err := in.cs.AppsV1().Deployments(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil
+	}
+	rss, err := in.cs.AppsV1().ReplicaSets(k.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		log.Debug("replica sets unreadable", "err", err)
+		return nil
+	}
+	type rev struct {
+		n     int
+		image string
+		ready int32
+	}
+	var revs []rev
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		if ref := metav1.GetControllerOf(rs); ref == nil || ref.UID != d.UID {
+			continue
+		}
+		n, _ := strconv.Atoi(rs.Annotations["deployment.kubernetes.io/revision"])
+		img := containerImage(rs, k.Container)
+		if img == "" || img == k.Image {
+			continue
+		}
+		revs = append(revs, rev{n: n, image: img, ready: rs.Status.ReadyReplicas})
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].n > revs[j].n })
+	var hints []diagnose.Hint
+	seen := map[string]bool{}
+	for _, r := range revs {
+		if seen[r.image] {
+			continue
+		}
+		seen[r.image] = true
+		note := "revision " + strconv.Itoa(r.n) + " of " + k.Name
+		if r.ready > 0 {
+			note += " (" + strconv.Itoa(int(r.ready)) + " ready pods)"
+		}
+		hints = append(hints, diagnose.Hint{Image: r.image, Kind: diagnose.CandidateLastHealthy, Note: note})
+	}
+	return hints
+}
+
+func containerImage(rs *appsv1.ReplicaSet, container string) string {
+	for _, c := range rs.Spec.Template.Spec.Containers {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+	for _, c := range rs.Spec.Template.Spec.InitContainers {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// workloadReady reports whether the workload has rolled out and all its
+// pods are ready. A workload that no longer exists counts as resolved.
+func (in *inputs) workloadReady(ctx context.Context, k Key) (bool, error) {
+	var err error
+	ready := false
+	switch k.Kind {
+	case "Deployment":
+		var d *appsv1.Deployment
+		if d, err = in.cs.AppsV1().Deployments(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{}); err == nil {
+			want := int32(1)
+			if d.Spec.Replicas != nil {
+				want = *d.Spec.Replicas
+			}
+			ready = d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas >= want &&
+				d.Status.ReadyReplicas >= want && d.Status.Replicas == d.Status.UpdatedReplicas
+		}
+	case "StatefulSet":
+		var s *appsv1.StatefulSet
+		if s, err = in.cs.AppsV1().StatefulSets(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{}); err == nil {
+			want := int32(1)
+			if s.Spec.Replicas != nil {
+				want = *s.Spec.Replicas
+			}
+			ready = s.Status.ObservedGeneration >= s.Generation && s.Status.ReadyReplicas >= want
+		}
+	case "DaemonSet":
+		var ds *appsv1.DaemonSet
+		if ds, err = in.cs.AppsV1().DaemonSets(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{}); err == nil {
+			ready = ds.Status.ObservedGeneration >= ds.Generation && ds.Status.NumberReady >= ds.Status.DesiredNumberScheduled
+		}
+	default:
+		// Pods of Jobs, CronJobs and bare Pods: no failing pod left is the
+		// evidence (the pod ran or was deleted).
+		return true, nil
+	}
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return ready, err
+}

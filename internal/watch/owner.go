@@ -1,0 +1,91 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ownerResolver maps a pod to the workload a person would name: the
+// Deployment behind its ReplicaSet, the CronJob behind its Job. It reads
+// owners on demand with a small bounded cache instead of informers on every
+// ReplicaSet and Job in the cluster, because memory must scale with what
+// fails, not with the cluster (design §5).
+type ownerResolver struct {
+	cs  kubernetes.Interface
+	max int
+
+	mu    sync.Mutex
+	cache map[string]Workload // "namespace/Kind/name" of an intermediate owner → workload
+}
+
+func newOwnerResolver(cs kubernetes.Interface, max int) *ownerResolver {
+	if max <= 0 {
+		max = 4096
+	}
+	return &ownerResolver{cs: cs, max: max, cache: map[string]Workload{}}
+}
+
+// Resolve returns the workload that owns pod. A pod whose owner is gone or
+// unreadable resolves to its nearest known owner, never to an error that
+// loses the incident.
+func (r *ownerResolver) Resolve(ctx context.Context, pod *corev1.Pod) (Workload, error) {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil {
+		return Workload{Kind: "Pod", Name: pod.Name}, nil
+	}
+	switch ref.Kind {
+	case "ReplicaSet", "Job":
+		key := pod.Namespace + "/" + ref.Kind + "/" + ref.Name
+		r.mu.Lock()
+		w, ok := r.cache[key]
+		r.mu.Unlock()
+		if ok {
+			return w, nil
+		}
+		w, err := r.lookup(ctx, pod.Namespace, ref.Kind, ref.Name)
+		if err != nil {
+			return Workload{Kind: ref.Kind, Name: ref.Name}, err
+		}
+		r.mu.Lock()
+		if len(r.cache) >= r.max {
+			// Owners change rarely; dropping everything is simpler than LRU and
+			// costs one GET per live owner.
+			clear(r.cache)
+		}
+		r.cache[key] = w
+		r.mu.Unlock()
+		return w, nil
+	default:
+		return Workload{Kind: ref.Kind, Name: ref.Name}, nil
+	}
+}
+
+func (r *ownerResolver) lookup(ctx context.Context, ns, kind, name string) (Workload, error) {
+	var meta metav1.Object
+	var err error
+	switch kind {
+	case "ReplicaSet":
+		meta, err = r.cs.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
+	case "Job":
+		meta, err = r.cs.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	}
+	if apierrors.IsNotFound(err) {
+		return Workload{Kind: kind, Name: name}, nil
+	}
+	if err != nil {
+		return Workload{}, fmt.Errorf("resolve owner %s %s/%s: %w", kind, ns, name, err)
+	}
+	if ref := metav1.GetControllerOf(meta); ref != nil {
+		switch {
+		case kind == "ReplicaSet" && ref.Kind == "Deployment", kind == "Job" && ref.Kind == "CronJob":
+			return Workload{Kind: ref.Kind, Name: ref.Name}, nil
+		}
+	}
+	return Workload{Kind: kind, Name: name}, nil
+}
