@@ -40,6 +40,7 @@ type candidateSearch struct {
 	platform Platform
 	seen     map[string]bool
 	verified int
+	steps    []ProbeStep // listing requests
 }
 
 // candidates returns at most d.maxCandidates verified replacements for t's
@@ -72,7 +73,7 @@ func (d *Diagnoser) candidates(ctx context.Context, t Target, image string, caus
 	sort.SliceStable(props, func(i, j int) bool { return props[i].rank < props[j].rank })
 
 	var out []Candidate
-	var steps []ProbeStep
+	steps := s.steps
 	for _, pr := range props {
 		if len(out) >= d.maxCandidates || s.verified >= d.verifyLimit || ctx.Err() != nil {
 			break
@@ -129,8 +130,12 @@ func (s *candidateSearch) fromHints() []proposal {
 // first (one tags-list request).
 func (s *candidateSearch) nearestTags(ctx context.Context) []proposal {
 	want := identifierTag(s.ref)
-	tags, err := s.d.p.Tags(ctx, s.ref.Context().Name(), s.kc)
-	if err != nil || want == "" {
+	if want == "" {
+		return nil
+	}
+	tags, steps, err := s.d.p.tags(ctx, s.ref.Context().Name(), s.kc)
+	s.steps = append(s.steps, steps...)
+	if err != nil {
 		return nil
 	}
 	type scored struct {
@@ -171,7 +176,9 @@ func (s *candidateSearch) closestRepositories(ctx context.Context) []proposal {
 	reg := s.ref.Context().Registry
 	wantPath := s.ref.Context().RepositoryStr()
 	names := map[string]string{} // repository path → where it was seen
-	if cat, err := s.d.p.Catalog(ctx, reg.Name(), s.kc); err == nil {
+	cat, steps, err := s.d.p.catalog(ctx, reg.Name(), s.kc)
+	s.steps = append(s.steps, steps...)
+	if err == nil {
 		for _, n := range cat {
 			names[n] = "the registry's catalog"
 		}

@@ -431,28 +431,35 @@ func (p *Prober) resolve(ctx context.Context, kc authn.Keychain, res authn.Resou
 type listResult struct {
 	names []string
 	err   error
+	steps []ProbeStep
 }
 
 // Tags lists the tags of repository (as written, e.g.
 // "public.ecr.aws/aws-containers/ui") through its mirror, one page of up to
 // DefaultPageSize tags: enough to find a near miss, bounded in cost.
 func (p *Prober) Tags(ctx context.Context, repository string, kc authn.Keychain) ([]string, error) {
+	names, _, err := p.tags(ctx, repository, kc)
+	return names, err
+}
+
+// tags is Tags with the requests it made (none when cached).
+func (p *Prober) tags(ctx context.Context, repository string, kc authn.Keychain) ([]string, []ProbeStep, error) {
 	repo, err := name.NewRepository(repository)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fetch, err := p.rebaseRepo(repo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cred, err := p.resolve(ctx, kc, repo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	key := "tags|" + repo.String() + "|" + cred.identity
-	lr, _, err := p.lists.do(ctx, key, func() (listResult, bool) {
+	lr, hit, err := p.lists.do(ctx, key, func() (listResult, bool) {
 		var names []string
-		err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
+		steps, err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
 			puller, err := remote.NewPuller(p.remoteOptions(ctx, cred.auth, Platform{})...)
 			if err != nil {
 				return err
@@ -468,12 +475,15 @@ func (p *Prober) Tags(ctx context.Context, repository string, kc authn.Keychain)
 			names = page.Tags
 			return nil
 		})
-		return listResult{names: names, err: err}, ctx.Err() == nil
+		return listResult{names: names, err: err, steps: steps}, ctx.Err() == nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return lr.names, lr.err
+	if hit {
+		lr.steps = nil
+	}
+	return lr.names, lr.steps, lr.err
 }
 
 // Catalog lists repository names of registry (as written, e.g.
@@ -481,26 +491,35 @@ func (p *Prober) Tags(ctx context.Context, repository string, kc authn.Keychain)
 // Many registries do not offer /v2/_catalog (Docker Hub, GHCR) or only to
 // admins (Harbor): any error means "unavailable", never a diagnosis.
 func (p *Prober) Catalog(ctx context.Context, registry string, kc authn.Keychain) ([]string, error) {
+	names, _, err := p.catalog(ctx, registry, kc)
+	return names, err
+}
+
+// catalog is Catalog with the requests it made (none when cached).
+func (p *Prober) catalog(ctx context.Context, registry string, kc authn.Keychain) ([]string, []ProbeStep, error) {
 	if p.o.catalogPages == 0 {
-		return nil, errors.New("catalog disabled")
+		return nil, nil, errors.New("catalog disabled")
 	}
 	reg, err := name.NewRegistry(registry)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fetchRepo, err := p.rebaseRepo(reg.Repo("x"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fetch := fetchRepo.Registry
+	if _, mirrored := p.o.mirrors.Lookup(reg.RegistryStr()); !mirrored && noCatalog[reg.RegistryStr()] {
+		return nil, nil, fmt.Errorf("%s does not offer /v2/_catalog", reg.RegistryStr())
+	}
 	cred, err := p.resolve(ctx, kc, reg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	key := "catalog|" + reg.String() + "|" + cred.identity
-	lr, _, err := p.lists.do(ctx, key, func() (listResult, bool) {
+	lr, hit, err := p.lists.do(ctx, key, func() (listResult, bool) {
 		var names []string
-		err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
+		steps, err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
 			puller, err := remote.NewPuller(p.remoteOptions(ctx, cred.auth, Platform{})...)
 			if err != nil {
 				return err
@@ -518,24 +537,38 @@ func (p *Prober) Catalog(ctx context.Context, registry string, kc authn.Keychain
 			}
 			return nil
 		})
-		return listResult{names: names, err: err}, ctx.Err() == nil
+		return listResult{names: names, err: err, steps: steps}, ctx.Err() == nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return lr.names, lr.err
+	if hit {
+		lr.steps = nil
+	}
+	return lr.names, lr.steps, lr.err
 }
 
-// withSlot runs fn holding a per-host slot and under the probe timeout.
-func (p *Prober) withSlot(ctx context.Context, host string, fn func(context.Context) error) error {
+// noCatalog lists registries known never to grant registry:catalog:*
+// (facts §5): asking would cost a token exchange and two refusals.
+var noCatalog = map[string]bool{
+	name.DefaultRegistry: true,
+	"ghcr.io":            true,
+}
+
+// withSlot runs fn holding a per-host slot and under the probe timeout,
+// and returns the requests it made.
+func (p *Prober) withSlot(ctx context.Context, host string, fn func(context.Context) error) ([]ProbeStep, error) {
 	release, err := p.limiter.acquire(ctx, host)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, p.o.timeout)
 	defer cancel()
-	return fn(withTrace(ctx, &trace{}))
+	tr := &trace{}
+	err = fn(withTrace(ctx, tr))
+	steps, _ := tr.snapshot()
+	return steps, err
 }
 
 func defaultPlatform(p Platform) Platform {

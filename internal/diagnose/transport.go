@@ -83,15 +83,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	key := req.URL.Scheme + "://" + req.URL.Host
 	if isPing && t.pingTTL > 0 {
 		if resp, err, ok := t.cachedPing(key, req); ok {
-			if tr != nil {
-				res := "cached"
-				if err != nil {
-					res = "cached: " + err.Error()
-				} else {
-					res = fmt.Sprintf("%d (cached)", resp.StatusCode)
-				}
-				tr.add(ProbeStep{Request: stepName(req), Result: res}, nil)
-			}
+			// Not a request: it is neither traced nor observed.
 			return resp, err
 		}
 	}
