@@ -183,7 +183,11 @@ func tagNearness(want, candidate string) (score int, ok bool) {
 	}
 	wv, wok := parseVersion(want)
 	cv, cok := parseVersion(candidate)
-	if wok && cok && wv.major == cv.major {
+	if wok && cok && wv.major != cv.major {
+		// Another major version is another API, however close the text.
+		return 0, false
+	}
+	if wok && cok {
 		dm := abs(wv.minor - cv.minor)
 		dp := abs(wv.patch - cv.patch)
 		score = dm*100 + dp*2

@@ -1,0 +1,111 @@
+package registries
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func TestPushPlatformsAndLog(t *testing.T) {
+	r := New(t)
+	rb := SeedRunbook(t, r)
+	r.ResetLog()
+
+	ref, _ := name.ParseReference(r.Ref(RetailUI + ":1.2.1"))
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	var got []string
+	for _, m := range im.Manifests {
+		got = append(got, m.Platform.String())
+		img, err := idx.Image(m.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		if cf.Platform().String() != m.Platform.String() {
+			t.Errorf("config says %s, index entry %s", cf.Platform(), m.Platform)
+		}
+	}
+	if strings.Join(got, ",") != "linux/amd64,linux/arm64" {
+		t.Errorf("platforms %v", got)
+	}
+	if d, _ := idx.Digest(); d != rb[RetailUI+":1.2.1"] {
+		t.Errorf("digest %s, seeded %s", d, rb[RetailUI+":1.2.1"])
+	}
+	if r.CountPath("/manifests/") == 0 || r.Requests()[0].Path != "/v2/" {
+		t.Errorf("request log: %v", r.Requests())
+	}
+	if _, err := remote.Head(mustRef(t, r.Ref(RetailingUI+":1.2.1"))); err == nil {
+		t.Error("the misspelt repository exists")
+	}
+}
+
+func TestNetworkResolvesOnlyRegisteredNames(t *testing.T) {
+	n := NewNetwork(t)
+	n.Add("registry.test")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := n.Resolver.LookupHost(ctx, "registry.test")
+	if err != nil || len(addrs) != 1 || addrs[0] != "127.0.0.1" {
+		t.Fatalf("registry.test → %v, %v", addrs, err)
+	}
+	_, err = n.Resolver.LookupHost(ctx, "nothing.invalid")
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Fatalf("nothing.invalid: %v, want NXDOMAIN", err)
+	}
+}
+
+func TestTLSUntrustedThenTrusted(t *testing.T) {
+	n := NewNetwork(t)
+	ca := NewCA(t)
+	r := New(t, WithTLS(ca), WithHostname(n, "secure.test"))
+	if !strings.HasPrefix(r.URL, "https://secure.test:") {
+		t.Fatalf("URL %s", r.URL)
+	}
+	for _, tc := range []struct {
+		tr   *http.Transport
+		want bool
+	}{{n.Transport(nil), false}, {n.Transport(ca.Pool), true}} {
+		resp, err := (&http.Client{Transport: tc.tr, Timeout: 5 * time.Second}).Get(r.URL + "/v2/")
+		if (err == nil) != tc.want {
+			t.Fatalf("trusted=%t: %v", tc.want, err)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	}
+}
+
+func TestBlackHoleNeverAnswers(t *testing.T) {
+	h := BlackHole(t)
+	c := &http.Client{Timeout: 200 * time.Millisecond}
+	start := time.Now()
+	_, err := c.Get("http://" + h.Host + "/v2/")
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || h.Accepted() != 1 {
+		t.Fatalf("err %v after %s, accepted %d", err, time.Since(start), h.Accepted())
+	}
+	if _, err := c.Get("http://" + ClosedPort(t) + "/v2/"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("closed port: %v", err)
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
