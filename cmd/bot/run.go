@@ -50,7 +50,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	// People read text on a terminal; a pipe or a log collector gets JSON lines.
 	human := false
 	if f, ok := stdout.(*os.File); ok {
-		human = isTerminal(f)
+		human = readerIsTerminal(f)
 	}
 	n := newConsole(stdout, human)
 	w := watch.New(cs, d, n,
