@@ -49,12 +49,11 @@ type explainInput struct {
 //
 //	bot explain "MESSAGE" [--reason R]   readable diagnosis
 //	bot explain < message.txt             the message from stdin (not a terminal)
-//	bot explain --jsonl < in.jsonl        one JSON object per non-empty input line, in order
+//	bot explain --jsonl < in.jsonl        one JSON object per input line, in order
 //
-// In --jsonl mode blank lines are skipped (they carry no message); every
-// other line yields exactly one output object, and a line that is not a JSON
-// object yields {"cause":"unknown","error":…} rather than stopping the run,
-// so the output can be zipped with the non-empty input lines.
+// In --jsonl mode every input line yields exactly one output object; a blank
+// line or one that is not a JSON object yields {"cause":"unknown","error":…}
+// rather than stopping the run, so the output can be zipped with the input.
 func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -128,8 +127,18 @@ func explainJSONL(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 			return err
 		}
 		line, readErr := r.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 {
+		// Every line yields one object, a blank one included, so the output
+		// zips with the input; only the empty tail after the last newline
+		// is not a line.
+		if len(line) > 0 {
 			if err := enc.Encode(explainLine(line)); err != nil {
+				return err
+			}
+		}
+		// Flush whenever no more input is buffered, so a caller that writes
+		// a line and waits for its answer never deadlocks.
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
 				return err
 			}
 		}
@@ -146,6 +155,12 @@ func explainJSONL(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 // unknown cause with the parse error.
 func explainLine(line []byte) explainResult {
 	var in explainInput
+	if len(bytes.TrimSpace(line)) == 0 {
+		summary, remedy := diagnose.Describe(diagnose.Unknown, "", "")
+		res := newExplainResult(diagnose.Classification{Cause: diagnose.Unknown, Summary: summary, Remedy: remedy})
+		res.Error = `empty input line (want {"message": "...", "reason": "..."})`
+		return res
+	}
 	if err := json.Unmarshal(line, &in); err != nil {
 		summary, remedy := diagnose.Describe(diagnose.Unknown, "", "")
 		res := newExplainResult(diagnose.Classification{Cause: diagnose.Unknown, Summary: summary, Remedy: remedy})

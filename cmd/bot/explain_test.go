@@ -47,7 +47,7 @@ func TestExplainUsage(t *testing.T) {
 	}
 }
 
-// TestExplainJSONL checks the contract: one object per non-empty line, in
+// TestExplainJSONL checks the contract: one object per input line, in
 // order, a malformed line answered rather than dropped, and lines far past
 // bufio.Scanner's 64 KiB limit.
 func TestExplainJSONL(t *testing.T) {
@@ -61,8 +61,8 @@ func TestExplainJSONL(t *testing.T) {
 		`not json at all`,
 		jsonLine(t, `Container image "app:dev" is not present with pull policy of Never`, "ErrImageNeverPull"),
 	}
-	want := []string{"tag_not_found", "unknown", "rate_limited", "unknown", "unknown", "never_pull"}
-	wantErr := []bool{false, true, false, false, true, false}
+	want := []string{"tag_not_found", "unknown", "unknown", "rate_limited", "unknown", "unknown", "never_pull"}
+	wantErr := []bool{false, true, true, false, false, true, false}
 
 	var out, errb bytes.Buffer
 	// The last line has no trailing newline: it still counts.
