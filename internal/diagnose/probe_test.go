@@ -289,6 +289,52 @@ func TestProbeSingleFlightAndConcurrencyBound(t *testing.T) {
 	}
 }
 
+// An outage must not become a storm: with every probe hanging until its
+// timeout, probes of many images wait for their registry's slots instead
+// of opening connections all at once.
+func TestProbeOutageIsBounded(t *testing.T) {
+	hole := registries.BlackHole(t)
+	type span struct{ start, end time.Time }
+	var mu sync.Mutex
+	var spans []span
+	p := newProber(t, WithConcurrency(2), WithTimeout(200*time.Millisecond),
+		WithRequestObserver(func(ri RequestInfo) {
+			end := time.Now()
+			mu.Lock()
+			spans = append(spans, span{end.Add(-ri.Duration), end})
+			mu.Unlock()
+		}))
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if res := p.Probe(context.Background(), fmt.Sprintf("%s/svc/app%d:1", hole.Host, i), nil, amd64); res.Cause != NetworkTimeout {
+				t.Errorf("app%d: %s %s", i, res.Cause, res.Detail)
+			}
+		})
+	}
+	wg.Wait()
+	// Requests in flight at once, from the probe's own clock.
+	peak := 0
+	for _, a := range spans {
+		n := 0
+		for _, b := range spans {
+			if !b.start.After(a.start) && b.end.After(a.start) {
+				n++
+			}
+		}
+		peak = max(peak, n)
+	}
+	t.Logf("6 probes into a black hole: %d requests, %d connections, at most %d requests in flight", len(spans), hole.Accepted(), peak)
+	// Each loopback probe may race HTTPS and HTTP (go-containerregistry's
+	// rule for hosts it may reach over HTTP): two slots, two requests each.
+	if peak > 2*2 {
+		t.Errorf("%d requests in flight at once, want ≤ 4 (2 probes × 2 schemes)", peak)
+	}
+	if len(spans) > 6*2 || hole.Accepted() > 6*2 {
+		t.Errorf("%d requests / %d connections for 6 probes: something retried", len(spans), hole.Accepted())
+	}
+}
+
 func TestProbeCheckChildFindsDanglingIndex(t *testing.T) {
 	reg := registries.New(t)
 	registries.SeedRunbook(t, reg)

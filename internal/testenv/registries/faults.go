@@ -78,6 +78,8 @@ type Hole struct {
 	mu       sync.Mutex
 	conns    []net.Conn
 	accepted atomic.Int64
+	open     int
+	peak     int
 	closed   bool
 }
 
@@ -95,8 +97,30 @@ func (h *Hole) serve() {
 			return
 		}
 		h.conns = append(h.conns, c)
+		h.open++
+		h.peak = max(h.peak, h.open)
 		h.mu.Unlock()
+		// Read and discard until the client gives up, to know how many
+		// connections are open at once; never write.
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					break
+				}
+			}
+			h.mu.Lock()
+			h.open--
+			h.mu.Unlock()
+		}()
 	}
+}
+
+// MaxOpen is the largest number of connections open at once.
+func (h *Hole) MaxOpen() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peak
 }
 
 // Accepted is the number of connections accepted so far.
