@@ -352,3 +352,24 @@ func hasEvidence(d Diagnosis, src EvidenceSource, substr string) bool {
 	}
 	return false
 }
+
+// BenchmarkDiagnoseRunbook is the seed case end to end (probe, catalog,
+// candidate verification) with every cache off: the full cost of one
+// repo_not_found diagnosis.
+func BenchmarkDiagnoseRunbook(b *testing.B) {
+	reg := registries.New(b)
+	registries.SeedRunbook(b, reg)
+	p := newProber(b, WithCacheTTL(0), WithMirrors(Mirrors{registries.PublicECR: reg.Host}))
+	d := NewDiagnoser(p)
+	image := "public.ecr.aws/" + registries.RetailingUI + ":1.2.1"
+	target := Target{Image: image, Reason: "ErrImagePull", Message: containerdNotFound(image)}
+	reg.ResetLog()
+	b.ReportAllocs()
+	for b.Loop() {
+		if diag := d.Diagnose(context.Background(), target, nil); len(diag.Candidates) == 0 {
+			b.Fatal("no candidate")
+		}
+	}
+	b.ReportMetric(float64(reg.Count())/float64(b.N), "served/op")
+	b.ReportMetric(float64(p.Requests())/float64(b.N), "sent/op")
+}
