@@ -1,14 +1,16 @@
 # pullfix — the two commands of the README, and their parts.
 #
-#   make run    run pullfix (current kubeconfig, or an embedded local cluster)
-#   make test   build what the tests need (pinned Kubernetes binaries, once) and run every test
+#   make run    run pullfix: the current kubeconfig's cluster, or an embedded
+#               local cluster with the runbook's broken ui-new
+#   make test   build what the tests need (pinned Kubernetes binaries, once)
+#               and run every test
 
 GO ?= go
 
-.PHONY: run test k8s-bins vet unit fuzz-smoke
+.PHONY: run test k8s-bins unit
 
 run:
-	$(GO) run ./cmd/bot run
+	$(GO) run ./hack/run
 
 # k8s-bins builds etcd, kube-apiserver and kube-controller-manager from the
 # pinned module in hack/k8s (several minutes the first time, cached after).
@@ -17,7 +19,8 @@ k8s-bins:
 
 test: k8s-bins
 	$(GO) vet ./...
-	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh | tail -n1)" $(GO) test -count=1 -timeout 30m ./...
+	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh)" $(GO) test -count=1 -timeout 30m ./...
 
+# unit runs the tests that need no control plane.
 unit:
 	$(GO) test -count=1 ./internal/diagnose/... ./cmd/...
