@@ -249,17 +249,17 @@ func TestWorkloadKinds(t *testing.T) {
 	}
 	// A CronJob's Job: created by hand (the schedule would take a minute),
 	// owned by the CronJob as the cronjob controller would.
+	jobTpl := podTemplate("nightly", badImage)
+	jobTpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	cj, err := e.cs.BatchV1().CronJobs(e.ns).Create(ctx, &batchv1.CronJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "nightly"},
 		Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *", Suspend: ptr(true), JobTemplate: batchv1.JobTemplateSpec{
-			Spec: batchv1.JobSpec{Template: podTemplate("nightly", badImage)},
+			Spec: batchv1.JobSpec{Template: jobTpl},
 		}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobTpl := podTemplate("nightly", badImage)
-	jobTpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	if _, err := e.cs.BatchV1().Jobs(e.ns).Create(ctx, &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: "nightly-1", OwnerReferences: []metav1.OwnerReference{{
 			APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: ptr(true),

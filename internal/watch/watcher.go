@@ -188,7 +188,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		ef.Start(ctx.Done())
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
-		return fmt.Errorf("watch: informer caches did not sync: %w", context.Cause(ctx))
+		// Only a cancelled context stops the wait: that is a shutdown, not an error.
+		return nil
 	}
 	w.log.Info("watching pods that cannot pull their images", "cluster", w.cluster, "namespaces", strings.Join(w.namespaces, ","))
 	var wg sync.WaitGroup
