@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -205,8 +206,20 @@ func (s *Simulator) register(ctx context.Context, n *node) error {
 		return fmt.Errorf("register node %s: %w", n.name, err)
 	}
 	n.uid = obj.UID
-	obj.Status = n.status(s.cfg, metav1.Now())
-	if _, err := nodes.UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+	// The controller manager's TTL and lifecycle controllers update a new
+	// Node at once, so the first status write can lose a race: re-read and
+	// retry, as the kubelet does.
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		obj.Status = n.status(s.cfg, metav1.Now())
+		_, err := nodes.UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := nodes.Get(ctx, n.name, metav1.GetOptions{}); gerr == nil {
+				obj = fresh
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("node %s status: %w", n.name, err)
 	}
 	return s.renewLease(ctx, n)
