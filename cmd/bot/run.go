@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -55,7 +56,13 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	n := newConsole(stdout, human)
 	w := watch.New(cs, d, n,
 		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log))
-	log.Info("pullfix starting", "version", version, "cluster", cfg.Cluster, "kubeconfig", where)
+	reg := prometheus.NewRegistry()
+	addr, err := serveOps(ctx, cfg.ListenAddr, reg, probes{ready: w.HasSynced}, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: PULLFIX_LISTEN_ADDR %s: %v\n", cfg.ListenAddr, err)
+		return 1
+	}
+	log.Info("pullfix starting", "version", version, "cluster", cfg.Cluster, "kubeconfig", where, "ops", addr)
 	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return 1

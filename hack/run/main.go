@@ -59,6 +59,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// On a workstation the ops endpoints stay on loopback, on a free port,
+	// unless the caller chose one.
+	if os.Getenv("PULLFIX_LISTEN_ADDR") == "" {
+		os.Setenv("PULLFIX_LISTEN_ADDR", "127.0.0.1:0")
+	}
 	if where, ok := reachableKubeconfig(ctx); ok {
 		fmt.Fprintf(os.Stderr, "pullfix: using the cluster of %s\n", where)
 		return bot(ctx, root, os.Environ())
