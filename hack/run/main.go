@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -110,7 +112,7 @@ func local(ctx context.Context, root string) error {
 
 	// The registry that public.ecr.aws maps to: it holds the real
 	// repository name and not the misspelt one, as in the runbook.
-	reg := httptest.NewServer(registry.New(registry.Logger(nil)))
+	reg := httptest.NewServer(registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
 	defer reg.Close()
 	regHost := strings.TrimPrefix(reg.URL, "http://")
 	for _, tag := range []string{"1.2.1", "1.2.0"} {
