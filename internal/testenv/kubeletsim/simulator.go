@@ -197,7 +197,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 		s.goFn(func() { n.informer.Run(ctx.Done()) })
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
-		cancel()
+		s.Stop()
 		return fmt.Errorf("kubeletsim: informers did not sync: %w", ctx.Err())
 	}
 	for range s.cfg.workers {
@@ -208,12 +208,18 @@ func (s *Simulator) Start(ctx context.Context) error {
 		<-ctx.Done()
 		s.queue.ShutDown()
 	})
+	// The end of ctx stops everything, Stop or not; broadcasters are shut
+	// down only after the workers, so no event is recorded into a stopped one.
+	go func() {
+		<-ctx.Done()
+		s.Stop()
+	}()
 	s.log.Info("started", "nodes", len(s.nodes), "workers", s.cfg.workers, "namespace", s.cfg.namespace)
 	return nil
 }
 
 // Stop stops the workers, informers and event broadcasters and waits for
-// them. Nodes and Leases are left in place, as a stopped kubelet leaves them.
+// them (events already recorded are flushed best-effort). Nodes and Leases are left in place, as a stopped kubelet leaves them.
 func (s *Simulator) Stop() {
 	s.stopOnce.Do(func() {
 		if s.stop == nil {
@@ -250,7 +256,7 @@ func (s *Simulator) newBroadcaster(ctx context.Context) record.EventBroadcaster 
 	if interval < 1 {
 		interval = 1
 	}
-	b := record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
+	b := record.NewBroadcaster(record.WithContext(context.WithoutCancel(ctx)), record.WithCorrelatorOptions(record.CorrelatorOptions{
 		QPS:                  float32(k / 300),
 		BurstSize:            25,
 		MaxIntervalInSeconds: interval,
