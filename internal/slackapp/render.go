@@ -1,0 +1,1012 @@
+package slackapp
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
+)
+
+// Rendering: pure functions from plain structs to Block Kit. Nothing here
+// talks to Slack or Kubernetes, so every message pullfix can send is pinned
+// by a golden file (testdata/golden) and checked against Slack's limits.
+
+// State is where an incident stands, as the root message shows it.
+type State string
+
+// Message states. The root message is edited in place as the state moves.
+const (
+	// StateOpen: diagnosed, waiting for someone (all buttons).
+	StateOpen State = "open"
+	// StateFixing: an approver chose a fix; buttons removed, "Fixing: …".
+	StateFixing State = "fixing"
+	// StateResolved: the workload runs and is ready; "✅ ui-new 1/1 Running
+	// on retail-store-sample-ui:1.2.1", no buttons.
+	StateResolved State = "resolved"
+	// StateStillFailing: a fix was applied but the pods still cannot pull;
+	// shows the new diagnosis with fresh buttons.
+	StateStillFailing State = "still_failing"
+	// StateDismissed: closed without a change; no buttons.
+	StateDismissed State = "dismissed"
+	// StateSnoozed: silenced until Until; fix buttons stay.
+	StateSnoozed State = "snoozed"
+)
+
+// Message is a rendered Slack message: blocks plus the notification
+// fallback text (always set; Slack shows it in notifications and screen
+// readers, and shows it instead of blocks where blocks cannot be drawn).
+type Message struct {
+	Text   string
+	Blocks []slack.Block
+}
+
+// MsgOptions are the chat.postMessage / chat.update / chat.postEphemeral
+// options for m. Blocks are always sent, so an update replaces the old
+// buttons even when m has none (slack-go sends blocks=[] then).
+func (m Message) MsgOptions() []slack.MsgOption {
+	return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
+}
+
+// Msg is m as a response payload (Socket Mode ack payload, response_url,
+// HTTP-mode slash command answer); the caller sets ResponseType or
+// ReplaceOriginal.
+func (m Message) Msg() slack.Msg {
+	return slack.Msg{Text: m.Text, Blocks: slack.Blocks{BlockSet: m.Blocks}}
+}
+
+// MessageInput is everything the incident message shows. Cluster, Namespace,
+// Kind, Name, Container and Image fall back to Diagnosis.Target when empty.
+type MessageInput struct {
+	Cluster   string
+	Namespace string
+	Kind      string // Deployment, StatefulSet, …
+	Name      string
+	Container string
+	Image     string // the failing image (the pod spec's reference)
+	PodCount  int    // failing pods; 0 hides the line
+	// IncidentID is the bot's id for the incident; buttons carry it.
+	IncidentID string
+	Diagnosis  diagnose.Diagnosis
+	// ProvenSecrets are imagePullSecrets in the namespace whose credentials
+	// the registry accepted for this image: one "Add imagePullSecret" button
+	// each.
+	ProvenSecrets []string
+
+	State State // "" means StateOpen
+	// Actor is the Slack user id of whoever approved, dismissed or
+	// snoozed; "" when the change happened outside Slack (someone ran
+	// kubectl): the message then says so.
+	Actor string
+	// FixAction and FixImage describe the fix being applied (fixing), the
+	// one that was applied (still failing) or the image now running
+	// (resolved). For add_secret FixImage is the secret name.
+	FixAction Action
+	FixImage  string
+	// Ready is the ready count shown when resolved, e.g. "1/1".
+	Ready string
+	// Until is when a snooze ends.
+	Until time.Time
+	// StateNote is one more line under the state (free text, escaped).
+	StateNote string
+}
+
+func (in *MessageInput) fill() {
+	t := in.Diagnosis.Target
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&in.Cluster, t.Cluster)
+	def(&in.Namespace, t.Namespace)
+	def(&in.Kind, t.Kind)
+	def(&in.Name, t.Name)
+	def(&in.Container, t.Container)
+	def(&in.Image, t.Image)
+	def(&in.Kind, "Workload")
+	if in.State == "" {
+		in.State = StateOpen
+	}
+	if in.FixAction == "" {
+		in.FixAction = ActionSetImage
+	}
+}
+
+// Limits of what one message shows. Design §4 offers at most three
+// candidates; the caps keep a malformed input inside Slack's 50 blocks.
+const (
+	maxCandidatesShown = 5
+	maxSecretsShown    = 5
+	maxProbeLines      = 8
+)
+
+// Render renders the incident message (the channel's root message, or the
+// ephemeral answer to /pullfix) for any state.
+func Render(in MessageInput) Message {
+	in.fill()
+	d := in.Diagnosis
+	b := newBuilder("pf", fmt.Sprintf("%+v", in))
+	title := d.Cause.Title()
+	workload := in.Kind + " " + in.Name
+
+	switch in.State {
+	case StateResolved:
+		return renderResolved(in, b)
+	case StateStillFailing:
+		b.header("Still failing: " + title)
+	default:
+		b.header(title)
+	}
+
+	var text string
+	switch in.State {
+	case StateFixing:
+		b.section("state", "⏳ *Fixing:* "+fixPhrase(in.FixAction, in.FixImage)+" — "+byActor("approved", in.Actor))
+		text = fmt.Sprintf("Fixing %s (%s): %s", workload, in.Cluster, fixPhrasePlain(in.FixAction, in.FixImage))
+	case StateStillFailing:
+		line := "⚠️ *Still failing"
+		if in.FixImage != "" {
+			line += " after " + fixPhrase(in.FixAction, in.FixImage)
+		}
+		b.section("state", line+":* "+esc(d.Summary))
+		text = fmt.Sprintf("Still failing: %s — %s (cluster %s)", title, workload, in.Cluster)
+	case StateDismissed:
+		b.section("state", "🚫 *Dismissed* "+byActor("", in.Actor)+". Nothing was changed.")
+		text = fmt.Sprintf("Dismissed: %s — %s (cluster %s)", title, workload, in.Cluster)
+	case StateSnoozed:
+		b.section("state", "💤 *Snoozed* until "+slackDate(in.Until)+" "+byActor("", in.Actor)+".")
+		text = fmt.Sprintf("Snoozed: %s — %s (cluster %s)", title, workload, in.Cluster)
+	default:
+		text = fmt.Sprintf("%s — %s in %s (cluster %s)", title, workload, in.Namespace, in.Cluster)
+	}
+	if in.StateNote != "" {
+		b.context("note", esc(in.StateNote))
+	}
+
+	b.facts(in)
+	summary := esc(d.Summary)
+	if d.NodeSide {
+		summary += "\n_pullfix reached the registry but the node did not: look at the nodes' network path (NAT, proxy, security groups, DNS)._"
+	}
+	if summary != "" {
+		b.section("summary", summary)
+	}
+	b.evidence(d)
+	if d.Remedy != "" {
+		b.section("remedy", "*Remedy:* "+esc(d.Remedy))
+	}
+
+	buttons := in.State == StateOpen || in.State == StateStillFailing || in.State == StateSnoozed
+	if buttons {
+		b.fixButtons(in)
+		var acts []Action
+		acts = append(acts, ActionRecheck)
+		if in.State != StateSnoozed {
+			acts = append(acts, ActionSnooze)
+		}
+		acts = append(acts, ActionDismiss)
+		b.controlButtons(in.Cluster, in.IncidentID, acts)
+	}
+	b.footer(in.Cluster, in.IncidentID, d)
+	return b.message(text)
+}
+
+// renderResolved: "✅ ui-new 1/1 Running on retail-store-sample-ui:1.2.1",
+// what it was, who fixed it. No buttons.
+func renderResolved(in MessageInput, b *builder) Message {
+	d := in.Diagnosis
+	line := in.Name
+	if in.Ready != "" {
+		line += " " + in.Ready
+	}
+	line += " Running"
+	if in.FixImage != "" {
+		line += " on " + shortImage(in.FixImage)
+	}
+	b.header("✅ " + line)
+	who := "Resolved outside pullfix (the workload was changed directly)."
+	if in.Actor != "" {
+		who = "Fixed by <@" + in.Actor + ">: " + fixPhrase(in.FixAction, in.FixImage) + "."
+	}
+	b.section("state", who+"\nWas: *"+esc(d.Cause.Title())+"* on "+code(in.Image))
+	if in.StateNote != "" {
+		b.context("note", esc(in.StateNote))
+	}
+	b.facts(in)
+	b.footer(in.Cluster, in.IncidentID, d)
+	return b.message(fmt.Sprintf("✅ %s %s (cluster %s) — was: %s", in.Kind, line, in.Cluster, d.Cause.Title()))
+}
+
+// GroupWorkload is one workload of a grouped storm.
+type GroupWorkload struct {
+	Namespace string
+	Kind      string
+	Name      string
+	Container string
+	Image     string
+	PodCount  int
+}
+
+// GroupInput is a storm: many workloads failing for one cause at one
+// registry (an outage, expired credentials), shown as one message.
+type GroupInput struct {
+	Cluster string
+	// GroupID is the incident id the group's buttons carry.
+	GroupID string
+	// Diagnosis is a representative diagnosis (the first workload's).
+	Diagnosis diagnose.Diagnosis
+	Workloads []GroupWorkload
+	State     State // open, dismissed, snoozed, resolved
+	Actor     string
+	Until     time.Time
+}
+
+// maxGroupLines caps the listed workloads; the rest become "and N more".
+const maxGroupLines = 25
+
+// RenderGroup renders one message for a storm, listing the workloads.
+func RenderGroup(in GroupInput) Message {
+	if in.State == "" {
+		in.State = StateOpen
+	}
+	if in.Cluster == "" {
+		in.Cluster = in.Diagnosis.Target.Cluster
+	}
+	d := in.Diagnosis
+	b := newBuilder("pfg", fmt.Sprintf("%+v", in))
+	n := len(in.Workloads)
+	title := d.Cause.Title()
+	b.header(fmt.Sprintf("%s: %d %s", title, n, plural(n, "workload", "workloads")))
+	switch in.State {
+	case StateDismissed:
+		b.section("state", "🚫 *Dismissed* "+byActor("", in.Actor)+". Nothing was changed.")
+	case StateSnoozed:
+		b.section("state", "💤 *Snoozed* until "+slackDate(in.Until)+" "+byActor("", in.Actor)+".")
+	case StateResolved:
+		b.section("state", "✅ *Resolved:* every listed workload runs again.")
+	}
+	b.fields("facts", []string{
+		"*Cluster*\n" + code(in.Cluster),
+		"*Workloads*\n" + fmt.Sprint(n),
+		"*Failing pods*\n" + fmt.Sprint(sumPods(in.Workloads)),
+	})
+	if d.Summary != "" {
+		b.section("summary", esc(d.Summary))
+	}
+
+	var lines []string
+	names := make([]string, 0, n)
+	for _, w := range in.Workloads {
+		names = append(names, w.Name)
+		l := fmt.Sprintf("• %s %s", esc(w.Kind), code(w.Namespace+"/"+w.Name))
+		if w.Container != "" {
+			l += " · container " + code(w.Container)
+		}
+		if w.PodCount > 0 {
+			l += fmt.Sprintf(" · %d %s", w.PodCount, plural(w.PodCount, "pod", "pods"))
+		}
+		if w.Image != "" {
+			l += " · " + code(shorten(w.Image, 120))
+		}
+		lines = append(lines, l)
+	}
+	b.section("workloads", joinCapped(lines, maxGroupLines, maxText-200, func(more int) string {
+		return fmt.Sprintf("_…and %d more_", more)
+	}))
+	b.evidence(d)
+	if d.Remedy != "" {
+		b.section("remedy", "*Remedy:* "+esc(d.Remedy))
+	}
+	if in.State == StateOpen || in.State == StateSnoozed {
+		acts := []Action{ActionRecheck}
+		if in.State == StateOpen {
+			acts = append(acts, ActionSnooze)
+		}
+		acts = append(acts, ActionDismiss)
+		b.controlButtons(in.Cluster, in.GroupID, acts)
+	}
+	b.footer(in.Cluster, in.GroupID, d)
+	text := fmt.Sprintf("%s: %d %s in cluster %s (%s)", title, n, plural(n, "workload", "workloads"), in.Cluster, joinNames(names, 5))
+	if in.State != StateOpen {
+		text = string(in.State) + ": " + text
+	}
+	return b.message(text)
+}
+
+// UpdateEvent is what a thread reply reports.
+type UpdateEvent string
+
+// Thread reply events, in the order a fix usually produces them.
+const (
+	// UpdateApproved: Actor chose a fix (who clicked, what).
+	UpdateApproved UpdateEvent = "approved"
+	// UpdatePatched: the patch was applied (OldImage → NewImage, Patch).
+	UpdatePatched UpdateEvent = "patched"
+	// UpdateProgress: rollout progress (Updated, Ready, Desired).
+	UpdateProgress UpdateEvent = "progress"
+	// UpdateResolved: final — the workload runs the new image, ready.
+	UpdateResolved UpdateEvent = "resolved"
+	// UpdateResolvedElsewhere: fixed outside pullfix (NewImage is what runs).
+	UpdateResolvedElsewhere UpdateEvent = "resolved_elsewhere"
+	// UpdateFailed: final — the rollout did not become ready (Note says why).
+	UpdateFailed UpdateEvent = "failed"
+	// UpdateRefused: nothing was patched (stale diagnosis, dry run
+	// refused, concurrent edit); Note says what changed.
+	UpdateRefused UpdateEvent = "refused"
+	// UpdateRechecked: diagnosed again (Note: the new summary).
+	UpdateRechecked UpdateEvent = "rechecked"
+	// UpdateSnoozed and UpdateDismissed: Actor silenced or closed it.
+	UpdateSnoozed   UpdateEvent = "snoozed"
+	UpdateDismissed UpdateEvent = "dismissed"
+)
+
+// ThreadUpdate is one reply in the incident's thread.
+type ThreadUpdate struct {
+	Cluster   string
+	Namespace string
+	Kind      string
+	Name      string
+	Container string
+
+	Event  UpdateEvent
+	Actor  string // Slack user id, "" for the bot itself
+	Action Action // the fix (approved, patched); default set_image
+	// OldImage and NewImage: the change (for add_secret NewImage is the secret).
+	OldImage string
+	NewImage string
+	// Patch is the JSON Patch applied, shown as code.
+	Patch string
+	// Desired, Updated, Ready: rollout counts (progress, resolved, failed).
+	Desired int
+	Updated int
+	Ready   int
+	Until   time.Time // snoozed
+	Note    string
+}
+
+// RenderThreadUpdate renders a thread reply: who clicked, the patch
+// applied, rollout progress, the final state.
+func RenderThreadUpdate(u ThreadUpdate) Message {
+	if u.Action == "" {
+		u.Action = ActionSetImage
+	}
+	b := newBuilder("pft", fmt.Sprintf("%+v", u))
+	wl := u.Kind + " " + u.Namespace + "/" + u.Name
+	var line, text string
+	counts := fmt.Sprintf("%d/%d ready, %d/%d updated", u.Ready, u.Desired, u.Updated, u.Desired)
+	switch u.Event {
+	case UpdateApproved:
+		line = "👍 " + byActor("Approved", u.Actor) + ": " + fixPhrase(u.Action, u.NewImage) + ". Re-checking, dry run, then patch…"
+		text = fmt.Sprintf("Approved: %s on %s", fixPhrasePlain(u.Action, u.NewImage), wl)
+	case UpdatePatched:
+		if u.Action == ActionAddSecret {
+			line = "🔧 *Patched* " + code(wl) + ": imagePullSecret " + code(u.NewImage) + " added"
+		} else {
+			line = "🔧 *Patched* " + code(wl) + " container " + code(u.Container) + ": " + code(u.OldImage) + " → " + code(u.NewImage)
+		}
+		text = fmt.Sprintf("Patched %s: %s", wl, fixPhrasePlain(u.Action, u.NewImage))
+	case UpdateProgress:
+		line = "🔄 *Rollout:* " + counts
+		text = fmt.Sprintf("Rollout of %s: %s", wl, counts)
+	case UpdateResolved:
+		line = fmt.Sprintf("✅ *%s %d/%d Running*", esc(u.Name), u.Ready, u.Desired)
+		if u.NewImage != "" {
+			line += " on " + code(u.NewImage)
+		}
+		text = fmt.Sprintf("Resolved: %s %d/%d Running", wl, u.Ready, u.Desired)
+	case UpdateResolvedElsewhere:
+		line = "✅ *Resolved outside pullfix:* " + code(wl)
+		if u.NewImage != "" {
+			line += " now runs " + code(u.NewImage)
+		}
+		text = fmt.Sprintf("Resolved outside pullfix: %s", wl)
+	case UpdateFailed:
+		line = "❌ *Rollout did not finish:* " + counts
+		text = fmt.Sprintf("Rollout of %s did not finish: %s", wl, counts)
+	case UpdateRefused:
+		line = "⛔ *Nothing was patched.*"
+		text = fmt.Sprintf("Nothing was patched on %s", wl)
+	case UpdateRechecked:
+		line = "🔍 " + byActor("Re-checked", u.Actor) + "."
+		text = fmt.Sprintf("Re-checked %s", wl)
+	case UpdateSnoozed:
+		line = "💤 " + byActor("Snoozed", u.Actor) + " until " + slackDate(u.Until) + "."
+		text = fmt.Sprintf("Snoozed %s", wl)
+	case UpdateDismissed:
+		line = "🚫 " + byActor("Dismissed", u.Actor) + ". Nothing was changed."
+		text = fmt.Sprintf("Dismissed %s", wl)
+	default:
+		line = "ℹ️ " + esc(string(u.Event))
+		text = fmt.Sprintf("%s: %s", u.Event, wl)
+	}
+	if u.Note != "" {
+		line += "\n" + esc(u.Note)
+		text += " — " + u.Note
+	}
+	b.section("update", line)
+	if u.Patch != "" {
+		b.section("patch", "*Patch applied:*\n"+codeBlock(u.Patch, maxText-40))
+	}
+	b.context("ctx", "cluster "+code(u.Cluster))
+	return b.message(text + " (cluster " + u.Cluster + ")")
+}
+
+// HealthyInput is what /pullfix shows for a workload that pulls fine.
+type HealthyInput struct {
+	Cluster   string
+	Namespace string
+	Kind      string
+	Name      string
+	Ready     int
+	Desired   int
+	Images    []string
+	Note      string
+}
+
+// RenderHealthy answers /pullfix for a workload with no pull problem.
+func RenderHealthy(in HealthyInput) Message {
+	b := newBuilder("pfh", fmt.Sprintf("%+v", in))
+	head := fmt.Sprintf("✅ *%s* %s is healthy: %d/%d ready, no image-pull problem.", esc(in.Kind), code(in.Namespace+"/"+in.Name), in.Ready, in.Desired)
+	var imgs []string
+	for _, i := range in.Images {
+		imgs = append(imgs, "• "+code(shorten(i, 200)))
+	}
+	if len(imgs) > 0 {
+		head += "\n" + joinCapped(imgs, 10, 2000, func(more int) string { return fmt.Sprintf("_…and %d more images_", more) })
+	}
+	if in.Note != "" {
+		head += "\n" + esc(in.Note)
+	}
+	b.section("healthy", head)
+	b.context("ctx", "cluster "+code(in.Cluster))
+	return b.message(fmt.Sprintf("%s %s/%s is healthy (%d/%d ready, cluster %s)", in.Kind, in.Namespace, in.Name, in.Ready, in.Desired, in.Cluster))
+}
+
+// ListItem is one open incident in /pullfix list.
+type ListItem struct {
+	IncidentID string
+	Namespace  string
+	Kind       string
+	Name       string
+	Container  string
+	Image      string
+	Cause      diagnose.Cause
+	State      State
+	PodCount   int
+	Since      time.Time
+	// Permalink to the incident's message, if known.
+	Permalink string
+}
+
+// ListInput is /pullfix list's content.
+type ListInput struct {
+	Cluster   string
+	Namespace string // the -n filter, "" for all
+	Items     []ListItem
+}
+
+// maxListItems caps the listed incidents; the rest become "and N more".
+const maxListItems = 40
+
+// RenderList answers /pullfix list.
+func RenderList(in ListInput) Message {
+	b := newBuilder("pfl", fmt.Sprintf("%+v", in))
+	scope := "cluster " + in.Cluster
+	if in.Namespace != "" {
+		scope = "namespace " + in.Namespace + " of " + scope
+	}
+	if len(in.Items) == 0 {
+		b.section("empty", "🎉 No open image-pull incidents in "+esc(scope)+".")
+		return b.message("No open image-pull incidents in " + scope)
+	}
+	n := len(in.Items)
+	b.header(fmt.Sprintf("%d open %s in %s", n, plural(n, "incident", "incidents"), scope))
+	var lines []string
+	for _, it := range in.Items {
+		l := "• *" + esc(it.Cause.Title()) + "* — " + esc(it.Kind) + " " + code(it.Namespace+"/"+it.Name)
+		if it.Container != "" {
+			l += " · " + code(it.Container)
+		}
+		if it.PodCount > 0 {
+			l += fmt.Sprintf(" · %d %s", it.PodCount, plural(it.PodCount, "pod", "pods"))
+		}
+		if it.State != "" && it.State != StateOpen {
+			l += " · _" + esc(string(it.State)) + "_"
+		}
+		if !it.Since.IsZero() {
+			l += " · since " + slackDate(it.Since)
+		}
+		if it.Permalink != "" && !strings.ContainsAny(it.Permalink, "<>|") {
+			l += " · <" + it.Permalink + "|message>"
+		}
+		lines = append(lines, l)
+	}
+	b.section("items", joinCapped(lines, maxListItems, maxText-100, func(more int) string {
+		return fmt.Sprintf("_…and %d more_", more)
+	}))
+	b.context("ctx", "cluster "+code(in.Cluster)+" · `/pullfix NAME -n NAMESPACE` diagnoses one workload now")
+	return b.message(fmt.Sprintf("%d open image-pull %s in %s", n, plural(n, "incident", "incidents"), scope))
+}
+
+// RenderHelp is /pullfix help: the grammar.
+func RenderHelp() Message {
+	b := newBuilder("pfhelp", "")
+	b.section("help", strings.Join([]string{
+		"*pullfix* finds out why a workload cannot pull its image and offers a verified fix.",
+		"• `/pullfix NAME [-n NAMESPACE]` — diagnose a Deployment now (only you see the answer)",
+		"• `/pullfix KIND/NAME [-n NAMESPACE]` — other workloads: `statefulset/db`, `ds/agent`, `cronjob/report`, `job/x`, `pod/x`",
+		"• `/pullfix list [-n NAMESPACE]` — open incidents",
+		"• `/pullfix help` — this text",
+		"`-n` also reads as `--namespace NS`, `--namespace=NS` or `-n=NS`. Without it, pullfix looks in every namespace it watches.",
+		"Fix buttons apply only for approvers; Re-check, Snooze and Dismiss may be open to everyone (the bot's configuration says).",
+	}, "\n"))
+	return b.message("pullfix: /pullfix [KIND/]NAME [-n NAMESPACE] | list | help")
+}
+
+// RenderError is an ephemeral answer saying what went wrong (a bad
+// command, an unknown or ambiguous workload, a refused click).
+func RenderError(text string) Message {
+	b := newBuilder("pferr", text)
+	b.section("error", "⚠️ "+esc(text))
+	return b.message("⚠️ " + text)
+}
+
+// ---- builder ----------------------------------------------------------
+
+// Slack's Block Kit limits (facts/slack.md §6), counted in characters.
+const (
+	maxBlocks        = 50
+	maxText          = 3000 // section / context text object
+	maxHeader        = 150
+	maxField         = 2000
+	maxFields        = 10
+	maxButtonText    = 75
+	maxConfirmTitle  = 100
+	maxConfirmText   = 300
+	maxConfirmButton = 30
+	maxActionsElems  = 25
+	maxBlockID       = 255
+	maxMessageText   = 40000
+)
+
+// builder accumulates blocks. Block ids carry a short hash of the input,
+// so every iteration of a message gets new ids (Slack asks for that) while
+// the same input always renders the same JSON (golden files).
+type builder struct {
+	prefix string
+	blocks []slack.Block
+	// buttonNote is set when buttons had to be left out.
+	buttonNote string
+}
+
+func newBuilder(prefix, seed string) *builder {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(seed))
+	return &builder{prefix: fmt.Sprintf("%s-%08x", prefix, h.Sum32())}
+}
+
+func (b *builder) id(name string) string { return shorten(b.prefix+"-"+name, maxBlockID) }
+
+func (b *builder) add(blk slack.Block) {
+	if len(b.blocks) < maxBlocks {
+		b.blocks = append(b.blocks, blk)
+	}
+}
+
+func (b *builder) header(text string) {
+	b.add(&slack.HeaderBlock{Type: slack.MBTHeader, BlockID: b.id("head"),
+		Text: slack.NewTextBlockObject(slack.PlainTextType, truncate(text, maxHeader), true, false)})
+}
+
+func (b *builder) section(name, mrkdwn string) {
+	if mrkdwn == "" {
+		return
+	}
+	b.add(&slack.SectionBlock{Type: slack.MBTSection, BlockID: b.id(name),
+		Text: mrkdwnText(truncate(mrkdwn, maxText))})
+}
+
+func (b *builder) fields(name string, fs []string) {
+	var objs []*slack.TextBlockObject
+	for _, f := range fs {
+		if len(objs) == maxFields {
+			break
+		}
+		objs = append(objs, mrkdwnText(truncate(f, maxField)))
+	}
+	b.add(&slack.SectionBlock{Type: slack.MBTSection, BlockID: b.id(name), Fields: objs})
+}
+
+func (b *builder) context(name, mrkdwn string) {
+	b.add(&slack.ContextBlock{Type: slack.MBTContext, BlockID: b.id(name),
+		ContextElements: slack.ContextElements{Elements: []slack.MixedElement{mrkdwnText(truncate(mrkdwn, maxText))}}})
+}
+
+func (b *builder) facts(in MessageInput) {
+	fs := []string{
+		"*Workload*\n" + esc(in.Kind) + " " + code(in.Name),
+		"*Namespace*\n" + code(in.Namespace),
+		"*Cluster*\n" + code(in.Cluster),
+	}
+	if in.Container != "" {
+		fs = append(fs, "*Container*\n"+code(in.Container))
+	}
+	if in.PodCount > 0 {
+		fs = append(fs, fmt.Sprintf("*Failing pods*\n%d", in.PodCount))
+	}
+	if in.Image != "" {
+		fs = append(fs, "*Image*\n"+code(shorten(in.Image, maxField-20)))
+	}
+	b.fields("facts", fs)
+}
+
+// evidence renders the kubelet's words and the probe's result as code,
+// fitted into one section: when they are too long each item is cut to a
+// fair share and a visible note says how much was left out.
+func (b *builder) evidence(d diagnose.Diagnosis) {
+	type item struct{ label, text string }
+	var items []item
+	for _, e := range d.Evidence {
+		label := "Evidence"
+		switch e.Source {
+		case diagnose.FromKubelet:
+			label = "Kubelet said"
+		case diagnose.FromProbe:
+			label = "Registry probe"
+		}
+		items = append(items, item{label, e.Text})
+	}
+	if len(d.Probes) > 0 {
+		var lines []string
+		for i, p := range d.Probes {
+			if i == maxProbeLines {
+				lines = append(lines, fmt.Sprintf("… %d more requests", len(d.Probes)-i))
+				break
+			}
+			lines = append(lines, fmt.Sprintf("%s → %s (%s)", p.Request, p.Result, p.Duration.Round(time.Millisecond)))
+		}
+		label := "Registry requests"
+		if d.ProbeDuration > 0 {
+			label += " (" + d.ProbeDuration.Round(time.Millisecond).String() + ")"
+		}
+		items = append(items, item{label, strings.Join(lines, "\n")})
+	}
+	if len(items) == 0 {
+		return
+	}
+	// Overhead per item: "*label:*\n```" + "```\n"; plus the note.
+	const note = "\n_✂️ Evidence truncated: %d characters not shown. `kubectl describe pod` shows the kubelet's full message._"
+	overhead := 0
+	lens := make([]int, len(items))
+	total := 0
+	for i, it := range items {
+		overhead += utf8.RuneCountInString(it.label) + 12
+		lens[i] = utf8.RuneCountInString(codeSafe(it.text))
+		total += lens[i]
+	}
+	budget := maxText - overhead - utf8.RuneCountInString(note) - 10
+	caps := fairShares(lens, budget)
+	var sb strings.Builder
+	cut := 0
+	for i, it := range items {
+		t := codeSafe(it.text)
+		if lens[i] > caps[i] {
+			cut += lens[i] - caps[i]
+			t = truncate(t, caps[i])
+		}
+		if i > 0 {
+			sb.WriteString("\n")
+		}
+		sb.WriteString("*" + it.label + ":*\n```" + t + "```")
+	}
+	if cut > 0 {
+		sb.WriteString(fmt.Sprintf(note, cut))
+	}
+	b.section("evidence", sb.String())
+}
+
+// fairShares divides budget among items of the given lengths: short items
+// keep all their text, long ones share what is left equally (max-min fair).
+func fairShares(lens []int, budget int) []int {
+	caps := make([]int, len(lens))
+	left, open := budget, len(lens)
+	done := make([]bool, len(lens))
+	for open > 0 {
+		share := max(left/open, 40)
+		progressed := false
+		for i, l := range lens {
+			if !done[i] && l <= share {
+				caps[i], done[i] = l, true
+				left -= l
+				open--
+				progressed = true
+			}
+		}
+		if !progressed {
+			for i := range lens {
+				if !done[i] {
+					caps[i], done[i] = share, true
+				}
+			}
+			break
+		}
+	}
+	return caps
+}
+
+// fixButtons: one row per verified candidate ("Set image to …", or "Roll
+// back to …" for the last healthy revision) and per proven pull secret,
+// each with the reason beside the button.
+func (b *builder) fixButtons(in MessageInput) {
+	d := in.Diagnosis
+	wl := fmt.Sprintf("%s %s/%s, container %s, cluster %s", in.Kind, in.Namespace, in.Name, in.Container, in.Cluster)
+	for i, c := range d.Candidates {
+		if i == maxCandidatesShown {
+			b.context("cand-more", fmt.Sprintf("%d more candidates not shown.", len(d.Candidates)-i))
+			break
+		}
+		act, verb, label := ActionSetImage, "Set image to", "Verified candidate"
+		switch c.Kind {
+		case diagnose.CandidateLastHealthy:
+			act, verb, label = ActionRollback, "Roll back to", "Last healthy revision"
+		case diagnose.CandidateInCluster:
+			label = "Runs elsewhere in the cluster"
+		case diagnose.CandidateTag:
+			label = "Nearest existing tag"
+		case diagnose.CandidateRepository:
+			label = "Closest existing repository"
+		}
+		v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: act, Arg: c.ID}
+		text := "*" + label + ":* " + code(shorten(c.Image, 500))
+		if c.Reason != "" {
+			text += "\n" + esc(shorten(c.Reason, 1000))
+		}
+		if c.Digest != "" {
+			text += "\n_verified: " + code(shortDigest(c.Digest)) + "_"
+		}
+		confirm := confirmDialog(
+			strings.TrimSuffix(verb, " to")+"?",
+			code(shorten(in.Image, 110))+" → "+code(shorten(c.Image, 110))+"\n"+esc(wl),
+			strings.TrimSuffix(verb, " to"),
+		)
+		b.buttonRow("cand-"+safeID(c.ID, i), text, v, verb+" "+imageForButton(c.Image, maxButtonText-len(verb)-1), confirm)
+	}
+	for i, s := range in.ProvenSecrets {
+		if i == maxSecretsShown {
+			b.context("secret-more", fmt.Sprintf("%d more pull secrets not shown.", len(in.ProvenSecrets)-i))
+			break
+		}
+		v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: ActionAddSecret, Arg: s}
+		text := "*Proven pull secret:* " + code(s) + "\nThe registry accepted its credentials for this image."
+		confirm := confirmDialog("Add imagePullSecret?", "Add "+code(shorten(s, 100))+" to the pod template of "+esc(wl), "Add secret")
+		b.buttonRow("secret-"+fmt.Sprint(i+1), text, v, shorten("Add imagePullSecret "+s, maxButtonText), confirm)
+	}
+}
+
+// buttonRow is a section with the button as its accessory; a value that
+// cannot be encoded leaves the button out and says so.
+func (b *builder) buttonRow(name, text string, v ActionValue, label string, confirm *slack.ConfirmationBlockObject) {
+	var acc *slack.Accessory
+	if err := v.Validate(); err != nil {
+		b.buttonNote = err.Error()
+	} else {
+		btn := slack.NewButtonBlockElement(v.Action.ActionID(), EncodeAction(v),
+			slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxButtonText), true, false))
+		btn.Style = slack.StylePrimary
+		btn.Confirm = confirm
+		acc = slack.NewAccessory(btn)
+	}
+	b.add(&slack.SectionBlock{Type: slack.MBTSection, BlockID: b.id(name), Text: mrkdwnText(truncate(text, maxText)), Accessory: acc})
+}
+
+// controlButtons: Re-check, Snooze 1h, Dismiss in one actions block.
+func (b *builder) controlButtons(cluster, incident string, acts []Action) {
+	var els []slack.BlockElement
+	for _, a := range acts {
+		v := ActionValue{Cluster: cluster, IncidentID: incident, Action: a}
+		if err := v.Validate(); err != nil {
+			b.buttonNote = err.Error()
+			return
+		}
+		label := map[Action]string{ActionRecheck: "Re-check", ActionSnooze: "Snooze 1h", ActionDismiss: "Dismiss"}[a]
+		els = append(els, slack.NewButtonBlockElement(a.ActionID(), EncodeAction(v),
+			slack.NewTextBlockObject(slack.PlainTextType, label, true, false)))
+	}
+	if len(els) > maxActionsElems {
+		els = els[:maxActionsElems]
+	}
+	b.add(&slack.ActionBlock{Type: slack.MBTAction, BlockID: b.id("actions"), Elements: &slack.BlockElements{ElementSet: els}})
+}
+
+func (b *builder) footer(cluster, incident string, d diagnose.Diagnosis) {
+	parts := []string{"cluster " + code(cluster)}
+	if incident != "" {
+		parts = append(parts, "incident "+code(shorten(incident, 80)))
+	}
+	if d.Confidence != "" {
+		parts = append(parts, "confidence "+esc(string(d.Confidence)))
+	}
+	if d.ProbeDuration > 0 {
+		parts = append(parts, "probed in "+d.ProbeDuration.Round(time.Millisecond).String())
+	}
+	if b.buttonNote != "" {
+		parts = append(parts, "⚠️ buttons unavailable: "+esc(b.buttonNote))
+	}
+	b.context("ctx", strings.Join(parts, " · "))
+}
+
+func (b *builder) message(text string) Message {
+	if strings.TrimSpace(text) == "" {
+		text = "pullfix"
+	}
+	return Message{Text: truncate(text, maxMessageText), Blocks: b.blocks}
+}
+
+// ---- text helpers -----------------------------------------------------
+
+func mrkdwnText(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+
+func confirmDialog(title, text, confirm string) *slack.ConfirmationBlockObject {
+	return slack.NewConfirmationBlockObject(
+		slack.NewTextBlockObject(slack.PlainTextType, truncate(title, maxConfirmTitle), false, false),
+		mrkdwnText(truncate(text, maxConfirmText)),
+		slack.NewTextBlockObject(slack.PlainTextType, truncate(confirm, maxConfirmButton), false, false),
+		slack.NewTextBlockObject(slack.PlainTextType, "Cancel", false, false),
+	)
+}
+
+// esc escapes the three characters Slack's mrkdwn reserves.
+func esc(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// code is inline code; a backtick inside would end it early.
+func code(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return "`" + strings.ReplaceAll(esc(s), "`", "'") + "`"
+}
+
+// codeSafe escapes text for a ``` block (a ``` inside would end it).
+func codeSafe(s string) string {
+	return strings.ReplaceAll(esc(s), "```", "'''")
+}
+
+func codeBlock(s string, limit int) string {
+	return "```" + truncate(codeSafe(s), limit-6) + "```"
+}
+
+// truncate cuts s to at most n characters, marking the cut with "…".
+func truncate(s string, n int) string { return shorten(s, n) }
+
+// shortImage is the last path element: "retail-store-sample-ui:1.2.1" for
+// "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.1", with a
+// digest shortened to 12 hex digits.
+func shortImage(ref string) string {
+	name, digest, hasDigest := strings.Cut(ref, "@")
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	if hasDigest {
+		name += "@" + shortDigest(digest)
+	}
+	return name
+}
+
+func shortDigest(d string) string {
+	algo, hex, ok := strings.Cut(d, ":")
+	if !ok || len(hex) <= 12 {
+		return d
+	}
+	return algo + ":" + hex[:12]
+}
+
+// imageForButton fits an image reference into a button label: the full
+// reference when it fits, else its last path element, else cut.
+func imageForButton(ref string, room int) string {
+	if utf8.RuneCountInString(ref) <= room {
+		return ref
+	}
+	s := shortImage(ref)
+	if utf8.RuneCountInString(s) <= room {
+		return s
+	}
+	return shorten(s, room)
+}
+
+func fixPhrase(a Action, target string) string {
+	switch a {
+	case ActionRollback:
+		return "roll back to " + code(target)
+	case ActionAddSecret:
+		return "add imagePullSecret " + code(target)
+	}
+	return "set image to " + code(target)
+}
+
+func fixPhrasePlain(a Action, target string) string {
+	switch a {
+	case ActionRollback:
+		return "roll back to " + target
+	case ActionAddSecret:
+		return "add imagePullSecret " + target
+	}
+	return "set image to " + target
+}
+
+// byActor: "approved by <@U1>" / "by <@U1>"; without an actor, "outside
+// Slack".
+func byActor(verb, actor string) string {
+	s := "by <@" + actor + ">"
+	if actor == "" {
+		s = "outside Slack"
+	}
+	if verb != "" {
+		return verb + " " + s
+	}
+	return s
+}
+
+// slackDate renders t in each reader's own time zone, with a UTC fallback
+// for clients that cannot.
+func slackDate(t time.Time) string {
+	if t.IsZero() {
+		return "later"
+	}
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func sumPods(ws []GroupWorkload) int {
+	n := 0
+	for _, w := range ws {
+		n += w.PodCount
+	}
+	return n
+}
+
+// joinCapped joins lines with "\n", at most maxLines of them and at most
+// limit characters, then a "more" line for the rest.
+func joinCapped(lines []string, maxLines, limit int, more func(int) string) string {
+	var sb strings.Builder
+	n := 0
+	for i, l := range lines {
+		tail := more(len(lines) - i)
+		if i == maxLines || utf8.RuneCountInString(sb.String())+utf8.RuneCountInString(l)+utf8.RuneCountInString(tail)+2 > limit {
+			sb.WriteString(tail)
+			return sb.String()
+		}
+		sb.WriteString(l + "\n")
+		n++
+	}
+	return strings.TrimSuffix(sb.String(), "\n")
+}
+
+func joinNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
+}
+
+// safeID keeps block ids to a tame alphabet whatever a candidate id holds.
+func safeID(id string, i int) string {
+	if isDNS1123Label(id) {
+		return id
+	}
+	return fmt.Sprint(i + 1)
+}
