@@ -28,7 +28,11 @@ import (
 
 var cp *controlplane.ControlPlane
 
-func TestMain(m *testing.M) { os.Exit(controlplane.Run(m, &cp)) }
+// TestMain shares one control plane. The controller manager's client limit
+// (20 QPS by default) would otherwise pace how fast ReplicaSets create pods.
+func TestMain(m *testing.M) {
+	os.Exit(controlplane.Run(m, &cp, controlplane.WithControllerManagerArgs("--kube-api-qps=500", "--kube-api-burst=1000")))
+}
 
 // env is one test's namespace and simulator on the shared control plane.
 type env struct {

@@ -122,7 +122,8 @@ func (s *Simulator) Nodes() []string {
 }
 
 // OnStatusWrite sets a hook called after every successful pod status write
-// (for a benchmark: timestamp the first failing status). Set it before Start.
+// (for a benchmark: timestamp the first failing status). It is called from
+// the workers, concurrently, and must not block. Set it before Start.
 func (s *Simulator) OnStatusWrite(fn StatusWriteFunc) {
 	s.mu.Lock()
 	s.onWrite = fn
