@@ -284,15 +284,23 @@ func isDNS1123Label(s string) bool {
 	return true
 }
 
-// isDNS1123Subdomain: dot-separated DNS-1123 labels, at most 253
-// (Kubernetes object names: Deployments, Pods, Secrets).
+// isDNS1123Subdomain: dot-separated [a-z0-9]([-a-z0-9]*[a-z0-9])? parts,
+// at most 253 in all — Kubernetes' rule for object names (Deployments,
+// Pods, Secrets), which, unlike DNS, does not cap each part at 63.
 func isDNS1123Subdomain(s string) bool {
 	if len(s) == 0 || len(s) > 253 {
 		return false
 	}
 	for l := range strings.SplitSeq(s, ".") {
-		if !isDNS1123Label(l) {
+		if l == "" {
 			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+			if !alnum && (c != '-' || i == 0 || i == len(l)-1) {
+				return false
+			}
 		}
 	}
 	return true

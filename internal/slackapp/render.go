@@ -217,6 +217,7 @@ func renderResolved(in MessageInput, b *builder) Message {
 	if in.StateNote != "" {
 		b.context("note", esc(in.StateNote))
 	}
+	in.PodCount, in.Image = 0, "" // what failed is said above; nothing fails now
 	b.facts(in)
 	b.footer(in.Cluster, in.IncidentID, d)
 	return b.message(fmt.Sprintf("✅ %s %s (cluster %s) — was: %s", in.Kind, line, in.Cluster, d.Cause.Title()))
@@ -1009,4 +1010,133 @@ func safeID(id string, i int) string {
 		return id
 	}
 	return fmt.Sprint(i + 1)
+}
+
+// ---- limit checker ------------------------------------------------------
+
+// LimitError lists every way a message breaks Slack's Block Kit limits,
+// each problem with a JSON pointer into the blocks.
+type LimitError struct{ Problems []string }
+
+func (e *LimitError) Error() string {
+	return "message breaks Slack limits: " + strings.Join(e.Problems, "; ")
+}
+
+// Validate checks m against Slack's limits (facts/slack.md §6) — what
+// Slack would answer invalid_blocks or msg_too_long for, plus the fallback
+// text that must always be set. Every Render* output passes it; a test
+// holds them to that, and the connection side may check before sending.
+func (m Message) Validate() error {
+	var probs []string
+	add := func(ptr, format string, args ...any) {
+		probs = append(probs, ptr+": "+fmt.Sprintf(format, args...))
+	}
+	if strings.TrimSpace(m.Text) == "" {
+		add("/text", "fallback text is empty")
+	}
+	if n := utf8.RuneCountInString(m.Text); n > maxMessageText {
+		add("/text", "%d characters, limit %d", n, maxMessageText)
+	}
+	if len(m.Blocks) > maxBlocks {
+		add("/blocks", "%d blocks, limit %d", len(m.Blocks), maxBlocks)
+	}
+	text := func(ptr string, t *slack.TextBlockObject, limit int, plainOnly bool) {
+		switch {
+		case t == nil:
+			add(ptr, "missing text object")
+			return
+		case t.Type != slack.PlainTextType && (plainOnly || t.Type != slack.MarkdownType):
+			add(ptr+"/type", "type %q not allowed here", t.Type)
+		case t.Text == "":
+			add(ptr+"/text", "empty")
+		}
+		if n := utf8.RuneCountInString(t.Text); n > limit {
+			add(ptr+"/text", "%d characters, limit %d", n, limit)
+		}
+	}
+	button := func(ptr string, btn *slack.ButtonBlockElement) {
+		text(ptr+"/text", btn.Text, maxButtonText, true)
+		if n := utf8.RuneCountInString(btn.ActionID); n == 0 || n > 255 {
+			add(ptr+"/action_id", "%d characters, want 1..255", n)
+		}
+		if n := utf8.RuneCountInString(btn.Value); n > MaxButtonValue {
+			add(ptr+"/value", "%d characters, limit %d", n, MaxButtonValue)
+		}
+		if btn.Style != "" && btn.Style != slack.StylePrimary && btn.Style != slack.StyleDanger {
+			add(ptr+"/style", "style %q", btn.Style)
+		}
+		if c := btn.Confirm; c != nil {
+			text(ptr+"/confirm/title", c.Title, maxConfirmTitle, true)
+			text(ptr+"/confirm/text", c.Text, maxConfirmText, false)
+			text(ptr+"/confirm/confirm", c.Confirm, maxConfirmButton, true)
+			text(ptr+"/confirm/deny", c.Deny, maxConfirmButton, true)
+		}
+	}
+	ids := map[string]bool{}
+	for i, blk := range m.Blocks {
+		ptr := fmt.Sprintf("/blocks/%d", i)
+		if id := blk.ID(); id != "" {
+			if utf8.RuneCountInString(id) > maxBlockID {
+				add(ptr+"/block_id", "longer than %d", maxBlockID)
+			}
+			if ids[id] {
+				add(ptr+"/block_id", "duplicate %q", id)
+			}
+			ids[id] = true
+		}
+		switch b := blk.(type) {
+		case *slack.HeaderBlock:
+			text(ptr+"/text", b.Text, maxHeader, true)
+		case *slack.SectionBlock:
+			if b.Text == nil && len(b.Fields) == 0 {
+				add(ptr, "section without text or fields")
+			}
+			if b.Text != nil {
+				text(ptr+"/text", b.Text, maxText, false)
+			}
+			if len(b.Fields) > maxFields {
+				add(ptr+"/fields", "%d fields, limit %d", len(b.Fields), maxFields)
+			}
+			for j, f := range b.Fields {
+				text(fmt.Sprintf("%s/fields/%d", ptr, j), f, maxField, false)
+			}
+			if b.Accessory != nil && b.Accessory.ButtonElement != nil {
+				button(ptr+"/accessory", b.Accessory.ButtonElement)
+			}
+		case *slack.ActionBlock:
+			if b.Elements == nil || len(b.Elements.ElementSet) == 0 {
+				add(ptr+"/elements", "empty actions block")
+				continue
+			}
+			if len(b.Elements.ElementSet) > maxActionsElems {
+				add(ptr+"/elements", "%d elements, limit %d", len(b.Elements.ElementSet), maxActionsElems)
+			}
+			seen := map[string]bool{}
+			for j, el := range b.Elements.ElementSet {
+				btn, ok := el.(*slack.ButtonBlockElement)
+				if !ok {
+					continue
+				}
+				p := fmt.Sprintf("%s/elements/%d", ptr, j)
+				if seen[btn.ActionID] {
+					add(p+"/action_id", "duplicate %q in one block", btn.ActionID)
+				}
+				seen[btn.ActionID] = true
+				button(p, btn)
+			}
+		case *slack.ContextBlock:
+			if n := len(b.ContextElements.Elements); n == 0 || n > 10 {
+				add(ptr+"/elements", "%d elements, want 1..10", n)
+			}
+			for j, el := range b.ContextElements.Elements {
+				if t, ok := el.(*slack.TextBlockObject); ok {
+					text(fmt.Sprintf("%s/elements/%d", ptr, j), t, maxText, false)
+				}
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return &LimitError{Problems: probs}
+	}
+	return nil
 }
