@@ -11,9 +11,9 @@ import (
 )
 
 // startControllerManager runs kube-controller-manager as the admin, without
-// leader election, with every controller that works without nodes or a
-// cloud. Each controller uses its own service-account credentials, as in a
-// real cluster, so RBAC mistakes in bootstrap roles would show up here too.
+// leader election, with every controller that works without node
+// networking. Controllers share the admin credentials unless
+// WithControllerServiceAccountCredentials(true) (see there for why).
 func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 	return cp.startWithFreshPorts(ctx, 1, func(ports []int) (*process, func(context.Context) error) {
 		args := []string{
@@ -28,7 +28,7 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 			"--root-ca-file=" + cp.pki.caCert,
 			"--cluster-signing-cert-file=" + cp.pki.caCert,
 			"--cluster-signing-key-file=" + cp.pki.caKey,
-			"--use-service-account-credentials=true",
+			"--use-service-account-credentials=" + strconv.FormatBool(cp.cfg.controllerSACreds),
 			"--controllers=" + strings.Join(cp.cfg.controllers, ","),
 			"--profiling=false",
 		}

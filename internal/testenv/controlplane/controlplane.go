@@ -185,6 +185,7 @@ func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 	// The port was just released; a listener in TIME_WAIT does not stop
 	// kube-apiserver (SO_REUSEADDR), but another process could grab it, in
 	// which case the error says so.
+	cp.log.Debug("API server stopped for restart", "took", time.Since(began).Round(time.Millisecond))
 	if err := cp.apiserver.start(); err != nil {
 		return fmt.Errorf("restart API server: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,7 +70,10 @@ func Require(t testing.TB, cp *ControlPlane) {
 	if err == nil {
 		err = errors.New("no control plane: call controlplane.Run from TestMain")
 	}
-	msg := fmt.Sprintf("real control plane unavailable: %v (build the binaries with hack/build-k8s.sh)", err)
+	msg := fmt.Sprintf("real control plane unavailable: %v", err)
+	if !strings.Contains(msg, "hack/build-k8s.sh") {
+		msg += " (binaries: hack/build-k8s.sh)"
+	}
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
