@@ -218,6 +218,9 @@ func ParseCommand(text string) (Command, error) {
 
 // parseWorkloadRef splits "KIND/NAME" or "NAME" and checks both parts.
 func parseWorkloadRef(s string) (kind, name string, err error) {
+	if strings.Count(s, "/") > 1 {
+		return "", "", cmdErr(ErrInvalidName, s, "write KIND/NAME with one '/', e.g. deployment/ui-new")
+	}
 	k, n, hasKind := strings.Cut(s, "/")
 	if !hasKind {
 		n = s
@@ -231,9 +234,6 @@ func parseWorkloadRef(s string) (kind, name string, err error) {
 	}
 	if n == "" {
 		return "", "", cmdErr(ErrMissingName, s, "write KIND/NAME, e.g. deployment/ui-new")
-	}
-	if strings.Contains(n, "/") {
-		return "", "", cmdErr(ErrInvalidName, s, "write KIND/NAME with one '/', e.g. deployment/ui-new")
 	}
 	if !isDNS1123Subdomain(n) {
 		return "", "", cmdErr(ErrInvalidName, n, "names are lower-case letters, digits, '-' and '.', start and end alphanumeric, at most 253 characters")
