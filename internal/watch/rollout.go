@@ -1,0 +1,484 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// ErrRolloutDeadline is returned by FollowRollout when the workload is not
+// ready by the Patcher's rollout deadline; the status returned with it says
+// what is still failing.
+var ErrRolloutDeadline = errors.New("rollout not ready by the deadline")
+
+// PodFailure is a pod of the workload whose container is not running, and
+// what the kubelet says about it.
+type PodFailure struct {
+	Pod     string `json:"pod"`
+	Image   string `json:"image"`
+	Reason  string `json:"reason"`            // e.g. ImagePullBackOff
+	Message string `json:"message,omitempty"` // the kubelet's message
+}
+
+// RolloutStatus is a snapshot of a rollout of one container of a workload.
+type RolloutStatus struct {
+	Namespace string   `json:"namespace"`
+	Workload  Workload `json:"workload"`
+	Container string   `json:"container"`
+	// Image is the container's image in the workload's template: what the
+	// rollout is rolling out.
+	Image string `json:"image"`
+	// Desired, Updated, ReadyPods and Available count pods (replicas, or
+	// scheduled daemon pods); for a Pod, 1 when it counts.
+	Desired   int32 `json:"desired"`
+	Updated   int32 `json:"updated"`
+	ReadyPods int32 `json:"readyPods"`
+	Available int32 `json:"available"`
+	// Ready is true when the controller has observed the change and every
+	// pod of the workload runs Image and is ready.
+	Ready bool `json:"ready"`
+	// Summary is one line for people: "ui-new 1/1 Running on
+	// retail-store-sample-ui:1.2.1", "ui-new: 1/3 updated, 0/3 ready".
+	Summary string `json:"summary"`
+	// Failing are the pods whose container waits, with the kubelet's reason.
+	Failing []PodFailure `json:"failing,omitempty"`
+	// Elapsed is the time since FollowRollout began.
+	Elapsed time.Duration `json:"elapsed"`
+}
+
+// FollowRollout watches the workload of key and its pods (informers: a
+// list, then a watch from its resourceVersion, re-listing after a broken
+// watch) until the container's pods run the template's image and are ready,
+// or the Patcher's deadline passes. progress, when not nil, is called with
+// each status that differs from the last one reported. The final status is
+// returned with a nil error when ready, with an error wrapping
+// ErrRolloutDeadline at the deadline (its Failing says e.g. still
+// ImagePullBackOff), or with ctx's error.
+//
+// A CronJob has nothing to roll out: the next Job it creates uses the new
+// template, so it is reported ready at once, saying so.
+func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(RolloutStatus)) (RolloutStatus, error) {
+	start := time.Now()
+	st := RolloutStatus{Namespace: key.Namespace, Workload: key.Workload, Container: key.Container}
+	lw, err := p.read(ctx, key.Namespace, key.Workload)
+	if err != nil {
+		return st, err
+	}
+	c, ok := lw.container(key.Container)
+	if !ok {
+		return st, fmt.Errorf("%s in %s has no container %q", key.Workload, key.Namespace, key.Container)
+	}
+	st.Image = c.image
+	if key.Kind == "CronJob" {
+		st.Ready = true
+		st.Summary = fmt.Sprintf("%s: the next Job it creates runs %s (Jobs created before keep their image)", key.Name, shortImage(c.image))
+		if progress != nil {
+			progress(st)
+		}
+		return st, nil
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, p.deadline)
+	defer cancel()
+	f, err := p.newFollower(lw, key.Container)
+	if err != nil {
+		return st, err
+	}
+	changed := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+		DeleteFunc: func(any) { notify() },
+	}
+	var synced []cache.InformerSynced
+	for _, inf := range f.informers {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return st, fmt.Errorf("follow %s: %w", key.Workload, err)
+		}
+		go inf.RunWithContext(dctx)
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(dctx.Done(), synced...) {
+		st.Elapsed = time.Since(start)
+		return st, p.deadlineErr(ctx, key, st)
+	}
+
+	var last string
+	for {
+		st = f.status()
+		st.Elapsed = time.Since(start)
+		if sig := st.signature(); sig != last {
+			last = sig
+			if progress != nil {
+				progress(st)
+			}
+		}
+		if st.Ready {
+			return st, nil
+		}
+		select {
+		case <-changed:
+		case <-dctx.Done():
+			st = f.status()
+			st.Elapsed = time.Since(start)
+			st.Summary = f.deadlineSummary(st, p.deadline)
+			if progress != nil {
+				progress(st)
+			}
+			return st, p.deadlineErr(ctx, key, st)
+		}
+	}
+}
+
+func (p *Patcher) deadlineErr(ctx context.Context, key Key, st RolloutStatus) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s in %s: %w (%s): %s", key.Workload, key.Namespace, ErrRolloutDeadline, p.deadline, st.Summary)
+}
+
+func (s RolloutStatus) signature() string {
+	var b strings.Builder
+	b.WriteString(s.Summary)
+	for _, f := range s.Failing {
+		b.WriteString("|" + f.Pod + "=" + f.Reason)
+	}
+	return b.String()
+}
+
+// follower holds the informers of one rollout and judges it.
+type follower struct {
+	wl        Workload
+	ns        string
+	container string
+	workload  cache.SharedIndexInformer // nil for a Pod
+	pods      cache.SharedIndexInformer
+	informers []cache.SharedIndexInformer
+	// owns says whether a pod belongs to the workload (a selector may
+	// match other owners' pods).
+	owns func(*corev1.Pod) bool
+}
+
+func (p *Patcher) newFollower(lw *liveWorkload, container string) (*follower, error) {
+	ns, name := lw.obj.GetNamespace(), lw.obj.GetName()
+	f := &follower{wl: lw.wl, ns: ns, container: container}
+	byName := fields.OneTermEqualSelector("metadata.name", name).String()
+	var sel *metav1.LabelSelector
+	var example runtime.Object
+	var list func(context.Context, metav1.ListOptions) (runtime.Object, error)
+	var watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)
+	uid := lw.obj.GetUID()
+	switch o := lw.obj.(type) {
+	case *appsv1.Deployment:
+		sel, example = o.Spec.Selector, &appsv1.Deployment{}
+		c := p.cs.AppsV1().Deployments(ns)
+		list = func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, lo) }
+		watchFn = c.Watch
+		// Pods of a Deployment belong to its ReplicaSets, named NAME-HASH.
+		f.owns = func(pod *corev1.Pod) bool {
+			ref := metav1.GetControllerOf(pod)
+			return ref != nil && ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.Name, name+"-")
+		}
+	case *appsv1.StatefulSet:
+		sel, example = o.Spec.Selector, &appsv1.StatefulSet{}
+		c := p.cs.AppsV1().StatefulSets(ns)
+		list = func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, lo) }
+		watchFn = c.Watch
+		f.owns = ownedBy(uid)
+	case *appsv1.DaemonSet:
+		sel, example = o.Spec.Selector, &appsv1.DaemonSet{}
+		c := p.cs.AppsV1().DaemonSets(ns)
+		list = func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, lo) }
+		watchFn = c.Watch
+		f.owns = ownedBy(uid)
+	case *corev1.Pod:
+		f.owns = func(*corev1.Pod) bool { return true }
+	default:
+		return nil, &NotPatchableError{Workload: lw.wl, Reason: "no rollout to follow"}
+	}
+	if list != nil {
+		f.workload = cache.NewSharedIndexInformer(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
+				lo.FieldSelector = byName
+				return list(ctx, lo)
+			},
+			WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
+				lo.FieldSelector = byName
+				return watchFn(ctx, lo)
+			},
+		}, example, 0, cache.Indexers{})
+		f.informers = append(f.informers, f.workload)
+	}
+	podOpts := func(lo *metav1.ListOptions) { lo.FieldSelector = byName }
+	if sel != nil {
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			return nil, fmt.Errorf("%s in %s has an invalid selector: %w", lw.wl, ns, err)
+		}
+		podOpts = func(lo *metav1.ListOptions) { lo.LabelSelector = s.String() }
+	}
+	pods := p.cs.CoreV1().Pods(ns)
+	f.pods = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
+			podOpts(&lo)
+			return pods.List(ctx, lo)
+		},
+		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
+			podOpts(&lo)
+			return pods.Watch(ctx, lo)
+		},
+	}, &corev1.Pod{}, 0, cache.Indexers{})
+	f.informers = append(f.informers, f.pods)
+	return f, nil
+}
+
+func ownedBy(uid types.UID) func(*corev1.Pod) bool {
+	return func(pod *corev1.Pod) bool {
+		ref := metav1.GetControllerOf(pod)
+		return ref != nil && ref.UID == uid
+	}
+}
+
+// templateImage returns the container's image in a pod spec.
+func templateImage(spec *corev1.PodSpec, container string) string {
+	for _, c := range spec.Containers {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+	for _, c := range spec.InitContainers {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// status judges the rollout from the informers' caches.
+func (f *follower) status() RolloutStatus {
+	st := RolloutStatus{Namespace: f.ns, Workload: f.wl, Container: f.container}
+	controllerDone := true
+	if f.workload != nil {
+		items := f.workload.GetStore().List()
+		if len(items) == 0 {
+			st.Summary = fmt.Sprintf("%s: %s was deleted", f.wl.Name, f.wl)
+			return st
+		}
+		switch o := items[0].(type) {
+		case *appsv1.Deployment:
+			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
+			st.Desired = replicas(o.Spec.Replicas)
+			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedReplicas, o.Status.ReadyReplicas, o.Status.AvailableReplicas
+			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.Updated == st.Desired &&
+				o.Status.Replicas == st.Desired && st.ReadyPods == st.Desired && st.Available == st.Desired
+		case *appsv1.StatefulSet:
+			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
+			st.Desired = replicas(o.Spec.Replicas)
+			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedReplicas, o.Status.ReadyReplicas, o.Status.AvailableReplicas
+			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.ReadyPods == st.Desired &&
+				st.Available == st.Desired && o.Status.Replicas == st.Desired
+			if o.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
+				controllerDone = controllerDone && st.Updated == st.Desired && o.Status.CurrentRevision == o.Status.UpdateRevision
+			}
+		case *appsv1.DaemonSet:
+			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
+			st.Desired = o.Status.DesiredNumberScheduled
+			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedNumberScheduled, o.Status.NumberReady, o.Status.NumberAvailable
+			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.Updated == st.Desired &&
+				st.ReadyPods == st.Desired && st.Available == st.Desired
+		}
+	}
+
+	// Every live pod of the workload must run the template's image for the
+	// container and be ready.
+	var live []*corev1.Pod
+	for _, obj := range f.pods.GetStore().List() {
+		pod := obj.(*corev1.Pod)
+		if pod.DeletionTimestamp != nil || !f.owns(pod) || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		live = append(live, pod)
+	}
+	slices.SortFunc(live, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	if f.workload == nil { // a bare Pod
+		st.Desired = 1
+		if len(live) == 0 {
+			st.Summary = fmt.Sprintf("%s: the pod is gone", f.wl.Name)
+			return st
+		}
+		st.Image = templateImage(&live[0].Spec, f.container)
+	}
+	var good int32
+	for _, pod := range live {
+		ok, running, failure := podRuns(pod, f.container, st.Image)
+		if ok {
+			good++
+		}
+		if f.workload == nil {
+			if running {
+				st.Updated = 1
+			}
+			if ok {
+				st.ReadyPods, st.Available = 1, 1
+			}
+		}
+		if failure != nil {
+			st.Failing = append(st.Failing, *failure)
+		}
+	}
+	st.Ready = controllerDone && st.Desired > 0 && good >= st.Desired && int(good) == len(live)
+	if f.workload == nil {
+		st.Ready = len(live) == 1 && good == 1
+	}
+	switch {
+	case st.Ready:
+		st.Summary = fmt.Sprintf("%s %d/%d Running on %s", f.wl.Name, st.ReadyPods, st.Desired, shortImage(st.Image))
+	default:
+		st.Summary = fmt.Sprintf("%s: %d/%d updated, %d/%d ready", f.wl.Name, st.Updated, st.Desired, st.ReadyPods, st.Desired)
+		if len(st.Failing) > 0 {
+			st.Summary += ", " + failingText(st.Failing)
+		}
+	}
+	return st
+}
+
+// deadlineSummary says the rollout is not ready, naming what still fails.
+func (f *follower) deadlineSummary(st RolloutStatus, deadline time.Duration) string {
+	s := fmt.Sprintf("%s %d/%d ready after %s", f.wl.Name, st.ReadyPods, st.Desired, deadline)
+	if len(st.Failing) > 0 {
+		s += ": still failing: " + failingText(st.Failing)
+		if m := st.Failing[0].Message; m != "" {
+			s += " (" + truncate(m, 300) + ")"
+		}
+	} else {
+		s += "; no pod reports an error yet"
+	}
+	if f.workload != nil {
+		if items := f.workload.GetStore().List(); len(items) > 0 {
+			if ss, ok := items[0].(*appsv1.StatefulSet); ok && ss.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+				s += "; the StatefulSet updates OnDelete: delete its pods to roll them"
+			}
+		}
+	}
+	return s
+}
+
+func failingText(fs []PodFailure) string {
+	counts := map[string]int{}
+	var order []string
+	for _, f := range fs {
+		if counts[f.Reason] == 0 {
+			order = append(order, f.Reason)
+		}
+		counts[f.Reason]++
+	}
+	parts := make([]string, 0, len(order))
+	for _, r := range order {
+		if counts[r] == 1 {
+			parts = append(parts, "1 pod "+r)
+		} else {
+			parts = append(parts, fmt.Sprintf("%d pods %s", counts[r], r))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func replicas(r *int32) int32 {
+	if r == nil {
+		return 1
+	}
+	return *r
+}
+
+// podRuns reports whether pod runs image in container and is ready
+// (running: the container runs image, ready or not), or else what the
+// kubelet says is wrong.
+func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failure *PodFailure) {
+	if templateImage(&pod.Spec, container) != image {
+		// An old pod not yet replaced.
+		return false, false, nil
+	}
+	var cs *corev1.ContainerStatus
+	init := false
+	for i := range pod.Status.ContainerStatuses {
+		if pod.Status.ContainerStatuses[i].Name == container {
+			cs = &pod.Status.ContainerStatuses[i]
+		}
+	}
+	for i := range pod.Status.InitContainerStatuses {
+		if pod.Status.InitContainerStatuses[i].Name == container {
+			cs, init = &pod.Status.InitContainerStatuses[i], true
+		}
+	}
+	podReady := false
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			podReady = true
+		}
+	}
+	if cs != nil {
+		// An in-place change (bare pods) leaves the old container's status
+		// until the kubelet restarts it: the status must name the new image.
+		onImage := sameImage(cs.Image, image)
+		switch {
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "" && cs.State.Waiting.Reason != "ContainerCreating" && cs.State.Waiting.Reason != "PodInitializing":
+			failure = &PodFailure{Pod: pod.Name, Image: image, Reason: cs.State.Waiting.Reason, Message: cs.State.Waiting.Message}
+		case init && onImage && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			running = true
+		case onImage && cs.State.Running != nil:
+			running = true
+		}
+		ok = running && podReady && (init || cs.Ready)
+		return ok, running, failure
+	}
+	return false, false, nil
+}
+
+// sameImage compares a status image (the runtime's normalised name,
+// "docker.io/library/nginx:1.27") with a spec image ("nginx:1.27").
+func sameImage(status, spec string) bool {
+	if status == spec {
+		return true
+	}
+	a, err1 := reference.ParseNormalizedNamed(status)
+	b, err2 := reference.ParseNormalizedNamed(spec)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return reference.TagNameOnly(a).String() == reference.TagNameOnly(b).String()
+}
+
+// shortImage is the last path element with its tag or digest:
+// "retail-store-sample-ui:1.2.1".
+func shortImage(image string) string {
+	if i := strings.LastIndex(image, "/"); i >= 0 {
+		return image[i+1:]
+	}
+	return image
+}
