@@ -26,19 +26,53 @@ func newConsole(w io.Writer, human bool) *console { return &console{w: w, human:
 
 // consoleRecord is the JSON-lines form.
 type consoleRecord struct {
-	Event    string              `json:"event"` // opened | resolved
+	Event    string              `json:"event"` // opened | fixing | dismissed | snoozed | resolved
 	Time     time.Time           `json:"time"`
 	Incident watch.Incident      `json:"incident"`
 	Title    string              `json:"title,omitempty"`
 	Diag     *diagnose.Diagnosis `json:"-"`
 }
 
-func (c *console) Opened(_ context.Context, inc watch.Incident) error {
-	return c.write("opened", inc)
+// Opened prints the incident; the console has no message to refer back
+// to, so the reference is empty.
+func (c *console) Opened(_ context.Context, inc watch.Incident) (string, error) {
+	return "", c.write("opened", inc)
+}
+
+// Updated prints a lifecycle change (fixing, dismissed, snoozed).
+func (c *console) Updated(_ context.Context, inc watch.Incident) error {
+	return c.write(string(inc.State), inc)
 }
 
 func (c *console) Resolved(_ context.Context, inc watch.Incident) error {
 	return c.write("resolved", inc)
+}
+
+// UpdatedGroup prints a storm group: one line per member.
+func (c *console) UpdatedGroup(_ context.Context, g watch.Group) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.human {
+		b, err := json.Marshal(struct {
+			Event string      `json:"event"`
+			Time  time.Time   `json:"time"`
+			Group watch.Group `json:"group"`
+		}{"group", time.Now().UTC(), g})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.w, "%s\n", b)
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "⚠️  %s at %s: %d workloads (%d still failing)\n", g.Cause.Title(), g.Registry, len(g.Members), g.Open())
+	for _, m := range g.Members {
+		k := m.Key
+		fmt.Fprintf(&b, "   %-9s %s/%s %s, container %s\n", m.State, k.Namespace, k.Kind, k.Name, k.Container)
+	}
+	b.WriteString("\n")
+	_, err := io.WriteString(c.w, b.String())
+	return err
 }
 
 func (c *console) write(event string, inc watch.Incident) error {
@@ -58,8 +92,19 @@ func (c *console) write(event string, inc watch.Incident) error {
 	}
 	k := inc.Key
 	where := fmt.Sprintf("%s/%s %s, container %s, cluster %s", k.Namespace, k.Kind, k.Name, k.Container, k.Cluster)
-	if event == "resolved" {
+	switch event {
+	case "resolved":
 		_, err := fmt.Fprintf(c.w, "✅ resolved: %s — pods run and are ready\n\n", where)
+		return err
+	case "fixing", "dismissed", "snoozed":
+		line := fmt.Sprintf("ℹ️  %s: %s", event, where)
+		if inc.By != "" {
+			line += " by " + inc.By
+		}
+		if event == "snoozed" {
+			line += " until " + inc.SnoozedUntil.Format(time.RFC3339)
+		}
+		_, err := fmt.Fprintf(c.w, "%s\n\n", line)
 		return err
 	}
 	var b strings.Builder

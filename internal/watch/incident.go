@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"time"
@@ -49,14 +51,44 @@ const (
 	StateSnoozed   State = "snoozed"
 )
 
+// closed reports whether the state ends the incident's conversation:
+// nothing more is posted about it.
+func (s State) closed() bool { return s == StateResolved || s == StateDismissed }
+
 // Incident is the watcher's record of one Key. Pods is the set of failing
 // pods (namespace-local names) seen at the last sync.
 type Incident struct {
+	// ID is IncidentID(Key): short, stable across restarts and replicas,
+	// and all a Slack button carries.
+	ID        string              `json:"id"`
 	Key       Key                 `json:"key"`
 	State     State               `json:"state"`
 	Pods      []string            `json:"pods"`
 	Opened    time.Time           `json:"opened"`
 	Diagnosis *diagnose.Diagnosis `json:"diagnosis,omitempty"`
+	// NotifyRef is what the Notifier returned from Opened for this
+	// incident (a Slack "channel/ts"), or the group's message when GroupID
+	// is set. Persisted, so a new leader edits the same message.
+	NotifyRef string `json:"notifyRef,omitempty"`
+	// GroupID is set when the incident is part of a storm group (see
+	// Group); its notifications then go through Notifier.UpdatedGroup.
+	GroupID string `json:"groupId,omitempty"`
+	// SnoozedUntil is when a snoozed incident wakes.
+	SnoozedUntil time.Time `json:"snoozedUntil,omitzero"`
+	// By names who made the last lifecycle change (dismissed, snoozed,
+	// fixing), as the caller gave it (a Slack user ID).
+	By string `json:"by,omitempty"`
+	// Changed is when the state last changed.
+	Changed time.Time `json:"changed,omitzero"`
+}
+
+// IncidentID is the incident's short stable ID: the first 10 hex digits of
+// the SHA-256 of Key.String(). 40 bits make a collision among the few
+// thousand incidents a cluster keeps vanishingly unlikely, and the ID fits
+// comfortably in a Slack button value next to a candidate ID.
+func IncidentID(k Key) string {
+	sum := sha256.Sum256([]byte(k.String()))
+	return hex.EncodeToString(sum[:])[:10]
 }
 
 // imagePullReasons are the container waiting reasons that mean "the image

@@ -35,16 +35,28 @@ const (
 )
 
 // recorder is a Notifier that remembers every call, for assertions.
+// Opened returns "ref-N", unique across the recorder.
 type recorder struct {
 	mu       sync.Mutex
 	opened   []Incident
+	openedAt []time.Time
+	updated  []Incident
 	resolved []Incident
+	groups   []Group
 }
 
-func (r *recorder) Opened(_ context.Context, inc Incident) error {
+func (r *recorder) Opened(_ context.Context, inc Incident) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.opened = append(r.opened, inc)
+	r.openedAt = append(r.openedAt, time.Now())
+	return fmt.Sprintf("ref-%d", len(r.opened)), nil
+}
+
+func (r *recorder) Updated(_ context.Context, inc Incident) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.updated = append(r.updated, inc)
 	return nil
 }
 
@@ -55,14 +67,46 @@ func (r *recorder) Resolved(_ context.Context, inc Incident) error {
 	return nil
 }
 
+func (r *recorder) UpdatedGroup(_ context.Context, g Group) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.groups = append(r.groups, g)
+	return nil
+}
+
 func (r *recorder) snapshot() (opened, resolved []Incident) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Incident(nil), r.opened...), append([]Incident(nil), r.resolved...)
 }
 
+func (r *recorder) updates() []Incident {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Incident(nil), r.updated...)
+}
+
+func (r *recorder) groupUpdates() []Group {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Group(nil), r.groups...)
+}
+
+// openedFor lists the Opened calls for one workload.
+func (r *recorder) openedFor(workload string) []Incident {
+	opened, _ := r.snapshot()
+	var out []Incident
+	for _, inc := range opened {
+		if inc.Key.Name == workload {
+			out = append(out, inc)
+		}
+	}
+	return out
+}
+
 // env is one test's namespace with a kubelet simulator, a registry that
-// serves the runbook's images as public.ecr.aws, and a running Watcher.
+// serves the runbook's images as public.ecr.aws, and (newEnv) a running
+// Watcher.
 type env struct {
 	t    *testing.T
 	cs   kubernetes.Interface
@@ -74,7 +118,17 @@ type env struct {
 	sim  *kubeletsim.Simulator
 }
 
+// newEnv is newCluster plus a Watcher without persistence or election.
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := newCluster(t)
+	e.w = e.start(e.rec).w
+	return e
+}
+
+// newCluster makes the test's namespace, registry, simulator and
+// diagnoser; start runs Watchers against them.
+func newCluster(t *testing.T) *env {
 	t.Helper()
 	controlplane.Require(t, cp)
 	ctx := t.Context()
@@ -113,19 +167,43 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cs: cs, ns: ns, rec: &recorder{}, diag: diagnose.NewDiagnoser(p), reg: reg, sim: sim}
-	e.w = New(cs, e.diag, e.rec, WithCluster("test"), WithNamespaces(ns), WithResolveTimeout(time.Minute))
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.w.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("watcher: %v", err)
+	return &env{t: t, cs: cs, ns: ns, rec: &recorder{}, diag: diagnose.NewDiagnoser(p), reg: reg, sim: sim}
+}
+
+// running is a Watcher started by env.start.
+type running struct {
+	w      *Watcher
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// stop cancels the Watcher's context and waits for Run to return.
+func (r *running) stop() error {
+	r.once.Do(func() {
+		r.cancel()
+		r.err = <-r.done
+	})
+	return r.err
+}
+
+// start runs a Watcher on the test namespace that reports to n, and waits
+// for its informers to sync. Options add to the test defaults.
+func (e *env) start(n Notifier, opts ...Option) *running {
+	e.t.Helper()
+	opts = append([]Option{WithCluster("test"), WithNamespaces(e.ns), WithResolveTimeout(time.Minute)}, opts...)
+	r := &running{w: New(e.cs, e.diag, n, opts...), done: make(chan error, 1)}
+	var runCtx context.Context
+	runCtx, r.cancel = context.WithCancel(context.Background())
+	go func() { r.done <- r.w.Run(runCtx) }()
+	e.t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			e.t.Errorf("watcher: %v", err)
 		}
 	})
-	poll(t, 30*time.Second, "watcher synced", func(context.Context) (bool, error) { return e.w.HasSynced(), nil })
-	return e
+	poll(e.t, 30*time.Second, "watcher synced", func(context.Context) (bool, error) { return r.w.HasSynced(), nil })
+	return r
 }
 
 func poll(t *testing.T, timeout time.Duration, what string, cond wait.ConditionWithContextFunc) {

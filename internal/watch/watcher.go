@@ -12,11 +12,12 @@ package watch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -24,6 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -41,12 +43,29 @@ type Diagnoser interface {
 }
 
 // Notifier is told about incidents: the console printer and the Slack app
-// implement it. Calls come from one worker at a time per incident.
+// implement it. All calls come from the leader's sync workers, one at a
+// time per incident and per group, never from two replicas.
 type Notifier interface {
-	// Opened is called once per incident, with its diagnosis.
-	Opened(ctx context.Context, inc Incident) error
-	// Resolved is called when the incident's pods run and are ready.
+	// Opened posts a new incident, with its diagnosis, and returns a
+	// reference to the notification (a Slack "channel/ts"; "" when there is
+	// nothing to refer back to, as on the console). The watcher persists it
+	// and hands it back in Incident.NotifyRef on every later call. It is
+	// called once per occurrence, and again only when a snoozed incident
+	// wakes still failing.
+	Opened(ctx context.Context, inc Incident) (ref string, err error)
+	// Updated reports a lifecycle change of a notified incident that is
+	// not in a group: fixing, dismissed or snoozed (inc.State, inc.By,
+	// inc.SnoozedUntil). Edit the message inc.NotifyRef names.
+	Updated(ctx context.Context, inc Incident) error
+	// Resolved is called once when an incident that is not in a group is
+	// observed fixed: its pods run and the workload is ready.
 	Resolved(ctx context.Context, inc Incident) error
+	// UpdatedGroup reports a storm group (see Group): called when a second
+	// incident of the same cause and registry joins the first — the first
+	// incident's message, g.NotifyRef, becomes the group's message — and
+	// again whenever members join or change state (resolved, dismissed…).
+	// Grouped incidents get no Updated or Resolved calls of their own.
+	UpdatedGroup(ctx context.Context, g Group) error
 }
 
 // Option configures a Watcher.
@@ -70,6 +89,53 @@ func WithWorkers(n int) Option { return func(w *Watcher) { w.workers = n } }
 // anyway on the evidence that no pod fails any more (default 5m).
 func WithResolveTimeout(d time.Duration) Option { return func(w *Watcher) { w.resolveTimeout = d } }
 
+// WithMetrics records incidents, detection and probe latency and errors
+// (default: none).
+func WithMetrics(m *Metrics) Option { return func(w *Watcher) { w.metrics = m } }
+
+// WithStateConfigMap persists incidents (ID, lifecycle, notification
+// reference, verified candidates) in the ConfigMap namespace/name — the
+// bot's own namespace; name "" means DefaultStateConfigMap — so a restart
+// or a new leader posts nothing twice. Default: state in memory only, so a
+// restart posts every open incident again.
+func WithStateConfigMap(namespace, name string) Option {
+	return func(w *Watcher) {
+		if name == "" {
+			name = DefaultStateConfigMap
+		}
+		w.stateNS, w.stateName = namespace, name
+	}
+}
+
+// WithStateLimits bounds the state ConfigMap: resolved and dismissed
+// incidents are forgotten ttl after their last change, and at most
+// maxEntries records of at most maxBytes in all are kept, oldest closed
+// ones dropped first. Zero keeps a default (DefaultStateTTL,
+// DefaultStateMaxEntries, DefaultStateMaxBytes).
+func WithStateLimits(ttl time.Duration, maxEntries, maxBytes int) Option {
+	return func(w *Watcher) { w.stateTTL, w.stateMaxEntries, w.stateMaxBytes = ttl, maxEntries, maxBytes }
+}
+
+// WithLeaderElection makes Run campaign for a Lease and sync and notify
+// only while it leads; followers keep their informers warm, so a new
+// leader needs only to read the state ConfigMap before it takes over.
+// Default: no election (a single replica).
+func WithLeaderElection(cfg LeaderConfig) Option {
+	return func(w *Watcher) { c := cfg; w.leader = &c }
+}
+
+// WithOnLeading calls f in its own goroutine each time this Watcher starts
+// leading (at once without leader election), with a context that ends when
+// leadership ends. cmd/bot holds the Slack connection there: Slack hands
+// each event to one connection, which must be the leader's.
+func WithOnLeading(f func(ctx context.Context)) Option { return func(w *Watcher) { w.onLeading = f } }
+
+// WithGroupWindow sets the storm window (default DefaultGroupWindow): an
+// incident detected within this long of a notified one with the same
+// cause and registry joins its message instead of posting its own. Zero
+// or negative turns grouping off.
+func WithGroupWindow(d time.Duration) Option { return func(w *Watcher) { w.groupWindow = d } }
+
 // Watcher watches pods that cannot pull their images and keeps one incident
 // per (workload, container, image).
 type Watcher struct {
@@ -81,17 +147,39 @@ type Watcher struct {
 	log            *slog.Logger
 	workers        int
 	resolveTimeout time.Duration
+	metrics        *Metrics
+	groupWindow    time.Duration
+	leader         *LeaderConfig
+	onLeading      func(context.Context)
 
-	queue        workqueue.TypedRateLimitingInterface[string]
-	owners       *ownerResolver
+	stateNS, stateName string
+	stateTTL           time.Duration
+	stateMaxEntries    int
+	stateMaxBytes      int
+	store              *stateStore
+
+	owners *ownerResolver
+	inputs *inputs
+
+	runMu   sync.Mutex // one Run at a time
+	queue   atomic.Pointer[queueBox]
+	leading atomic.Bool
+
+	mu           sync.Mutex
 	podListers   []podLister
 	eventIndexes []cache.Indexer
-	inputs       *inputs
+	synced       []cache.InformerSynced
+	incidents    map[string]*entry   // Key.String() → entry
+	ids          map[string]string   // incident ID → Key.String()
+	podKeys      map[string][]string // "ns/pod" → incident keys it belongs to
+	groups       map[string]*group   // group ID → group
+	groupLocks   map[groupKey]*sync.Mutex
+}
 
-	mu        sync.Mutex
-	incidents map[string]*entry   // Key.String() → entry
-	podKeys   map[string][]string // "ns/pod" → incident keys it belongs to
-	synced    []cache.InformerSynced
+// queueBox holds the leader's workqueue; nil while following, so informer
+// events only warm the caches.
+type queueBox struct {
+	q workqueue.TypedRateLimitingInterface[string]
 }
 
 type podLister struct {
@@ -103,6 +191,9 @@ type entry struct {
 	Incident
 	pods       map[string]struct{}
 	emptySince time.Time
+	// reported is the state the notifier last heard about, so a lifecycle
+	// change made through the API is reported once, by a worker.
+	reported State
 }
 
 // New returns a Watcher; call Run to start it.
@@ -110,30 +201,95 @@ func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) *Watc
 	w := &Watcher{
 		cs: cs, diag: d, notify: n,
 		cluster: "default", log: slog.Default(), workers: 4, resolveTimeout: 5 * time.Minute,
-		incidents: map[string]*entry{}, podKeys: map[string][]string{},
+		groupWindow: DefaultGroupWindow,
 	}
+	w.resetLocked()
 	for _, o := range opts {
 		o(w)
 	}
+	if w.stateName != "" {
+		w.store = newStateStore(cs, w.stateNS, w.stateName, w.log)
+	} else {
+		w.store = newStateStore(nil, "", "", w.log)
+	}
+	if w.stateTTL > 0 {
+		w.store.ttl = w.stateTTL
+	}
+	if w.stateMaxEntries > 0 {
+		w.store.maxEntries = w.stateMaxEntries
+	}
+	if w.stateMaxBytes > 0 {
+		w.store.maxBytes = w.stateMaxBytes
+	}
 	w.owners = newOwnerResolver(cs, 0)
 	w.inputs = newInputs(cs)
-	w.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix"})
 	return w
+}
+
+func (w *Watcher) resetLocked() {
+	w.incidents, w.ids, w.podKeys = map[string]*entry{}, map[string]string{}, map[string][]string{}
+	w.groups, w.groupLocks = map[string]*group{}, map[groupKey]*sync.Mutex{}
 }
 
 const eventsByPodUID = "podUID"
 
-// Run starts the informers and workers and blocks until ctx ends.
+// Run starts the informers and blocks until ctx ends. Without leader
+// election it leads at once; with it, it campaigns and syncs and notifies
+// only while it holds the Lease, campaigning again after losing it.
+// Before the first notification of each leadership it loads the state
+// ConfigMap and replays every cached pod, so nothing already posted is
+// posted again and an incident fixed meanwhile is reported resolved.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer utilruntime.HandleCrash()
-	defer w.queue.ShutDown()
+	if !w.runMu.TryLock() {
+		return errors.New("watch: Run is already running")
+	}
+	defer w.runMu.Unlock()
+	var leader LeaderConfig
+	if w.leader != nil {
+		var err error
+		if leader, err = w.leader.withDefaults(); err != nil {
+			return err
+		}
+		if leader.Logger == slog.Default() {
+			leader.Logger = w.log
+		}
+	}
+	if err := w.startInformers(ctx); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	synced := append([]cache.InformerSynced(nil), w.synced...)
+	w.mu.Unlock()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		// Only a cancelled context stops the wait: that is a shutdown, not an error.
+		return nil
+	}
+	w.log.Info("watching pods that cannot pull their images", "cluster", w.cluster, "namespaces", strings.Join(w.namespaces, ","))
+	if w.leader == nil {
+		w.lead(ctx)
+		return nil
+	}
+	for {
+		err := RunWithLeaderElection(ctx, w.cs, leader, w.lead)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, ErrLeadershipLost) {
+			return err
+		}
+	}
+}
 
+// startInformers starts this run's informers; they stop with ctx.
+func (w *Watcher) startInformers(ctx context.Context) error {
 	namespaces := w.namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
+	var listers []podLister
+	var indexes []cache.Indexer
+	var synced []cache.InformerSynced
 	for _, ns := range namespaces {
 		// Only Pending pods can be failing to pull (regular and init
 		// containers), so the cache holds only those; a pod leaving the
@@ -152,8 +308,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		w.podListers = append(w.podListers, podLister{namespace: ns, lister: pods.Lister()})
-		w.synced = append(w.synced, pods.Informer().HasSynced)
+		listers = append(listers, podLister{namespace: ns, lister: pods.Lister()})
+		synced = append(synced, pods.Informer().HasSynced)
 
 		// The kubelet's Warning events with reason Failed carry the runtime's
 		// error on clusters older than 1.32, and reveal the rare Running pod
@@ -182,28 +338,132 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		w.eventIndexes = append(w.eventIndexes, evs.GetIndexer())
-		w.synced = append(w.synced, evs.HasSynced)
+		indexes = append(indexes, evs.GetIndexer())
+		synced = append(synced, evs.HasSynced)
 		pf.Start(ctx.Done())
 		ef.Start(ctx.Done())
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
-		// Only a cancelled context stops the wait: that is a shutdown, not an error.
-		return nil
+	w.mu.Lock()
+	w.podListers, w.eventIndexes, w.synced = listers, indexes, synced
+	w.mu.Unlock()
+	return nil
+}
+
+// lead syncs and notifies until ctx ends: load the state, rebuild the
+// incidents from it and from the caches, then run the workers.
+func (w *Watcher) lead(ctx context.Context) {
+	began := time.Now()
+	w.mu.Lock()
+	w.resetLocked()
+	w.mu.Unlock()
+	if !w.loadState(ctx) {
+		return
 	}
-	w.log.Info("watching pods that cannot pull their images", "cluster", w.cluster, "namespaces", strings.Join(w.namespaces, ","))
+	box := &queueBox{q: workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix"})}
+	defer box.q.ShutDown()
+	restored := w.restore()
+	w.queue.Store(box)
+	defer w.queue.Store(nil)
+
+	// Replay every cached pod before any incident is synced: a restored
+	// incident with no failing pod after this is one that was fixed
+	// while no one was leading.
+	primed := w.prime(ctx)
+	w.mu.Lock()
+	for ks := range w.incidents {
+		if primed {
+			box.q.Add("incident:" + ks)
+		} else {
+			box.q.AddAfter("incident:"+ks, 5*time.Second)
+		}
+	}
+	for id := range w.groups {
+		box.q.Add("group:" + id)
+	}
+	w.mu.Unlock()
+	w.leading.Store(true)
+	defer w.leading.Store(false)
+	w.log.Info("leading: syncing incidents", "restored", restored, "took", time.Since(began).Round(time.Millisecond))
+	if w.onLeading != nil {
+		go w.onLeading(ctx)
+	}
 	var wg sync.WaitGroup
 	for range w.workers {
 		wg.Go(func() {
-			for w.processNext(ctx) {
+			for w.processNext(ctx, box.q) {
 			}
 		})
 	}
 	<-ctx.Done()
-	w.queue.ShutDown()
+	box.q.ShutDown()
 	wg.Wait()
-	return nil
 }
+
+// loadState reads the state ConfigMap, retrying with back-off: notifying
+// without it could post everything again.
+func (w *Watcher) loadState(ctx context.Context) bool {
+	delay := 500 * time.Millisecond
+	for {
+		err := w.store.load(ctx)
+		if err == nil {
+			return true
+		}
+		w.metrics.Error("state")
+		w.log.Error("cannot read the incident state; not notifying until it can be read", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// prime syncs every cached pod (and every pod a pull-failure event names)
+// synchronously. It reports false if some could not be resolved; the
+// caller then waits before judging restored incidents.
+func (w *Watcher) prime(ctx context.Context) bool {
+	w.mu.Lock()
+	listers := append([]podLister(nil), w.podListers...)
+	indexes := append([]cache.Indexer(nil), w.eventIndexes...)
+	w.mu.Unlock()
+	seen := map[string]bool{}
+	ok := true
+	replay := func(key string) {
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		if err := w.syncPod(ctx, key); err != nil {
+			ok = false
+			w.enqueue("pod:" + key)
+		}
+	}
+	for _, pl := range listers {
+		pods, err := pl.lister.List(labels.Everything())
+		if err != nil {
+			ok = false
+			continue
+		}
+		for _, p := range pods {
+			replay(p.Namespace + "/" + p.Name)
+		}
+	}
+	for _, idx := range indexes {
+		for _, obj := range idx.List() {
+			if ev, isEv := obj.(*corev1.Event); isEv && strings.HasPrefix(ev.Message, "Failed to pull image") {
+				replay(ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name)
+			}
+		}
+	}
+	return ok
+}
+
+// IsLeader reports whether this Watcher is leading now: syncing and
+// notifying. Without leader election it is true while Run is running.
+func (w *Watcher) IsLeader() bool { return w.leading.Load() }
 
 // HasSynced reports whether every informer has synced.
 func (w *Watcher) HasSynced() bool {
@@ -221,12 +481,25 @@ func (w *Watcher) HasSynced() bool {
 	return true
 }
 
+// enqueue adds an item to the leader's queue; a follower drops it.
+func (w *Watcher) enqueue(item string) {
+	if b := w.queue.Load(); b != nil {
+		b.q.Add(item)
+	}
+}
+
+func (w *Watcher) enqueueAfter(item string, d time.Duration) {
+	if b := w.queue.Load(); b != nil {
+		b.q.AddAfter(item, d)
+	}
+}
+
 func (w *Watcher) enqueuePod(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
 	if pod, ok := obj.(*corev1.Pod); ok {
-		w.queue.Add("pod:" + pod.Namespace + "/" + pod.Name)
+		w.enqueue("pod:" + pod.Namespace + "/" + pod.Name)
 	}
 }
 
@@ -235,15 +508,15 @@ func (w *Watcher) enqueueEventPod(obj any) {
 	if !ok || !strings.HasPrefix(ev.Message, "Failed to pull image") {
 		return
 	}
-	w.queue.Add("pod:" + ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name)
+	w.enqueue("pod:" + ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name)
 }
 
-func (w *Watcher) processNext(ctx context.Context) bool {
-	item, quit := w.queue.Get()
+func (w *Watcher) processNext(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
+	item, quit := q.Get()
 	if quit {
 		return false
 	}
-	defer w.queue.Done(item)
+	defer q.Done(item)
 	var err error
 	var requeue time.Duration
 	switch kind, key, _ := strings.Cut(item, ":"); kind {
@@ -251,16 +524,23 @@ func (w *Watcher) processNext(ctx context.Context) bool {
 		err = w.syncPod(ctx, key)
 	case "incident":
 		requeue, err = w.syncIncident(ctx, key)
+	case "group":
+		err = w.syncGroup(ctx, key)
+	case "state":
+		err = w.persist(ctx)
 	}
 	switch {
+	case err != nil && ctx.Err() != nil:
+		// Shutting down: the next leader syncs it.
 	case err != nil:
+		w.metrics.Error("sync")
 		w.log.Warn("sync failed; will retry", "item", item, "err", err)
-		w.queue.AddRateLimited(item)
+		q.AddRateLimited(item)
 	case requeue > 0:
-		w.queue.Forget(item)
-		w.queue.AddAfter(item, requeue)
+		q.Forget(item)
+		q.AddAfter(item, requeue)
 	default:
-		w.queue.Forget(item)
+		q.Forget(item)
 	}
 	return true
 }
@@ -355,8 +635,9 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 				return err
 			}
 			for _, fc := range failing {
-				keys = append(keys, Key{Cluster: w.cluster, Namespace: ns, Workload: wl, Container: fc.Name, Image: fc.Image}.String())
-				w.ensureIncident(Key{Cluster: w.cluster, Namespace: ns, Workload: wl, Container: fc.Name, Image: fc.Image}, podKey)
+				k := Key{Cluster: w.cluster, Namespace: ns, Workload: wl, Container: fc.Name, Image: fc.Image}
+				keys = append(keys, k.String())
+				w.ensureIncident(k, podKey)
 			}
 		}
 	}
@@ -379,7 +660,7 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 		if e == nil {
 			continue
 		}
-		if containsString(keys, k) {
+		if slices.Contains(keys, k) {
 			e.pods[podKey] = struct{}{}
 		} else {
 			delete(e.pods, podKey)
@@ -387,33 +668,67 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 	}
 	w.mu.Unlock()
 	for k := range affected {
-		w.queue.Add("incident:" + k)
+		w.enqueue("incident:" + k)
 	}
 	return nil
 }
 
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
+// ensureIncident adds the pod to the key's incident, creating it — or
+// bringing back a persisted one, so a dismissed key stays quiet — when
+// there is none.
 func (w *Watcher) ensureIncident(k Key, podKey string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ks := k.String()
 	e := w.incidents[ks]
 	if e == nil {
-		e = &entry{Incident: Incident{Key: k, State: StateOpen, Opened: time.Now()}, pods: map[string]struct{}{}}
-		w.incidents[ks] = e
+		id := IncidentID(k)
+		if r, ok := w.store.get(id); ok && r.Key == k && r.State != StateResolved {
+			e = w.addEntryLocked(r.incident())
+		} else {
+			now := time.Now()
+			e = w.addEntryLocked(Incident{ID: id, Key: k, State: StateOpen, Opened: now, Changed: now})
+		}
 	}
 	e.pods[podKey] = struct{}{}
 }
 
-// Incidents returns a snapshot of the open incidents, sorted by key.
+// addEntryLocked tracks inc as an active incident; a persisted state counts
+// as already reported.
+func (w *Watcher) addEntryLocked(inc Incident) *entry {
+	e := &entry{Incident: inc, pods: map[string]struct{}{}, reported: inc.State}
+	ks := inc.Key.String()
+	w.incidents[ks] = e
+	w.ids[inc.ID] = ks
+	return e
+}
+
+// restore brings back the persisted incidents that are not closed, and
+// the storm groups they belong to, before the caches are replayed. It
+// returns how many incidents it restored.
+func (w *Watcher) restore() int {
+	recs := w.store.all()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, r := range recs {
+		if r.Group != "" {
+			w.restoreGroupLocked(r)
+		}
+		if r.State.closed() {
+			continue
+		}
+		w.addEntryLocked(r.incident())
+		n++
+	}
+	for _, g := range w.groups {
+		g.reported = w.groupFingerprintLocked(g)
+	}
+	return n
+}
+
+// Incidents returns a snapshot of the active incidents (with failing pods,
+// or notified and awaiting resolution), sorted by key.
 func (w *Watcher) Incidents() []Incident {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -436,70 +751,37 @@ func (e *entry) snapshot() Incident {
 	return inc
 }
 
-// syncIncident diagnoses and reports a new incident, or reports it resolved
-// once its pods no longer fail and the workload is ready.
-func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, error) {
-	w.mu.Lock()
-	e := w.incidents[ks]
-	if e == nil {
-		w.mu.Unlock()
-		return 0, nil
-	}
-	inc := e.snapshot()
-	if len(e.pods) > 0 {
-		e.emptySince = time.Time{}
-	} else if e.emptySince.IsZero() {
-		e.emptySince = time.Now()
-	}
-	emptySince := e.emptySince
-	w.mu.Unlock()
-
-	if len(inc.Pods) == 0 {
-		if inc.State == StateOpen {
-			w.drop(ks)
-			return 0, nil
-		}
-		ready, err := w.inputs.workloadReady(ctx, inc.Key)
-		if err != nil {
-			return 0, err
-		}
-		if !ready && time.Since(emptySince) < w.resolveTimeout {
-			return 2 * time.Second, nil
-		}
-		inc.State = StateResolved
-		if err := w.notify.Resolved(ctx, inc); err != nil {
-			return 0, fmt.Errorf("notify resolved %s: %w", ks, err)
-		}
-		w.drop(ks)
-		return 0, nil
-	}
-	if inc.State != StateOpen {
-		return 0, nil
-	}
-	d, err := w.diagnoseIncident(ctx, inc)
-	if err != nil {
-		return 0, err
-	}
-	inc.Diagnosis = &d
-	inc.State = StateNotified
-	if err := w.notify.Opened(ctx, inc); err != nil {
-		return 0, fmt.Errorf("notify %s: %w", ks, err)
-	}
-	w.mu.Lock()
-	if e := w.incidents[ks]; e != nil {
-		e.State = StateNotified
-		e.Diagnosis = &d
-	}
-	w.mu.Unlock()
-	return 0, nil
-}
-
+// drop forgets an active incident whose pods are gone; its record stays.
 func (w *Watcher) drop(ks string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if e := w.incidents[ks]; e != nil && len(e.pods) == 0 {
 		delete(w.incidents, ks)
+		delete(w.ids, e.ID)
 	}
+}
+
+// persist records incidents and writes the state (a no-op in memory).
+func (w *Watcher) persist(ctx context.Context, incs ...Incident) error {
+	for _, inc := range incs {
+		w.store.put(recordOf(inc))
+	}
+	w.mu.Lock()
+	active := make(map[string]bool, len(w.ids))
+	open := 0
+	for id, ks := range w.ids {
+		active[id] = true
+		if st := w.incidents[ks].State; st == StateOpen || st == StateNotified || st == StateFixing {
+			open++
+		}
+	}
+	w.mu.Unlock()
+	w.metrics.setOpen(open)
+	if err := w.store.flush(ctx, active); err != nil {
+		w.metrics.Error("state")
+		return err
+	}
+	return nil
 }
 
 // diagnoseIncident builds the target from one of the incident's pods and runs
