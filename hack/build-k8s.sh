@@ -13,6 +13,21 @@ if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/
   echo "$out"
   exit 0
 fi
+# Several `make test` runs (or engineers) may start at once: one builds, the
+# others wait for it and then reuse the result.
+mkdir -p "$cache_root"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache_root/.build.lock"
+  if ! flock -n 9; then
+    echo "waiting for another build-k8s.sh to finish" >&2
+    flock 9
+  fi
+  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]]; then
+    echo "$out"
+    exit 0
+  fi
+fi
+rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
 cd "$here/k8s"
 start=$(date +%s)
