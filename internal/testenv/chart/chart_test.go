@@ -1,0 +1,329 @@
+package chart
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/pullfix/pullfix/internal/testenv/controlplane"
+)
+
+var cp *controlplane.ControlPlane
+
+func TestMain(m *testing.M) { os.Exit(controlplane.Run(m, &cp)) }
+
+// Values the tests render with. nil is the chart's defaults.
+var (
+	namespacedValues = map[string]any{"watchNamespaces": []any{"team-a", "team-b"}}
+	socketValues     = map[string]any{"slack": map[string]any{
+		"enabled": true, "mode": "socket", "botToken": "xoxb-1-test", "appToken": "xapp-1-test",
+		"channel":             "#pullfix",
+		"channelPerNamespace": map[string]any{"payments": "#payments-oncall", "team-a": "C0TEAMA"},
+		"approvers":           map[string]any{"global": []any{"U0AAA", "S0SRE"}, "namespaces": map[string]any{"payments": []any{"S0PAY"}}},
+	}}
+	httpValues = map[string]any{"slack": map[string]any{
+		"enabled": true, "mode": "http", "existingSecret": "my-slack",
+		"http": map[string]any{"ingress": map[string]any{"enabled": true, "host": "pullfix.example.com", "tlsSecretName": "pullfix-tls"}},
+	}, "registryMirrors": map[string]any{"docker.io": "mirror.internal:5000", "quay.io": "quay-mirror:5000"}}
+)
+
+// TestHelmLintTemplate runs the pinned Helm on the chart: `helm lint
+// --strict` and `helm template` pass for the default values, the namespaced
+// values and both Slack modes; each renders what its mode promises; and
+// values.schema.json (or a template's `required`) rejects every bad value in
+// a table, naming the offending key.
+func TestHelmLintTemplate(t *testing.T) {
+	h := RequireHelm(t, "pullfix")
+	ctx := t.Context()
+
+	for _, tc := range []struct {
+		name   string
+		values map[string]any
+		check  func(t *testing.T, objs []*unstructured.Unstructured)
+	}{
+		{"default", nil, func(t *testing.T, objs []*unstructured.Unstructured) {
+			if n := len(Find(objs, "Role")); n != 1 {
+				t.Errorf("default (cluster-wide) renders %d Roles, want only the own-namespace one", n)
+			}
+			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-nodes")
+			if n := len(Find(objs, "Secret")); n != 0 {
+				t.Errorf("Slack is off by default, yet %d Secrets are rendered", n)
+			}
+			env := deploymentEnv(t, objs)
+			for k, v := range map[string]string{
+				"PULLFIX_LEADER_ELECTION": "true", "PULLFIX_LEASE_NAME": "lint-pullfix",
+				"PULLFIX_STATE_CONFIGMAP": "lint-pullfix-state", "PULLFIX_LISTEN_ADDR": ":8080",
+				"PULLFIX_PULL_SECRET_PROBING": "true", "PULLFIX_CLUSTER_NAME": "default",
+				"PULLFIX_PROBE_TIMEOUT": "5s", "PULLFIX_LOG_FORMAT": "json",
+			} {
+				if env[k] != v {
+					t.Errorf("env %s = %q, want %q", k, env[k], v)
+				}
+			}
+			if env["PULLFIX_POD_NAMESPACE"] != "fieldRef:metadata.namespace" {
+				t.Errorf("PULLFIX_POD_NAMESPACE = %q, want it from the downward API", env["PULLFIX_POD_NAMESPACE"])
+			}
+			for _, k := range []string{"PULLFIX_NAMESPACES", "PULLFIX_SLACK_BOT_TOKEN"} {
+				if _, ok := env[k]; ok {
+					t.Errorf("env %s is set by default", k)
+				}
+			}
+			d := Find(objs, "Deployment")[0]
+			if r, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas"); r != 2 {
+				t.Errorf("replicas = %d, want 2", r)
+			}
+			pdb := Find(objs, "PodDisruptionBudget")
+			if len(pdb) != 1 {
+				t.Fatalf("%d PodDisruptionBudgets, want 1", len(pdb))
+			}
+			if v, _, _ := unstructured.NestedFieldNoCopy(pdb[0].Object, "spec", "minAvailable"); v != int64(1) {
+				t.Errorf("PDB minAvailable = %v, want 1", v)
+			}
+		}},
+		{"namespaced", namespacedValues, func(t *testing.T, objs []*unstructured.Unstructured) {
+			wantNames(t, objs, "ClusterRole", "lint-pullfix-nodes")
+			var nss []string
+			for _, r := range Find(objs, "Role") {
+				nss = append(nss, r.GetNamespace())
+			}
+			slices.Sort(nss)
+			if want := []string{"pullfix-system", "team-a", "team-b"}; !slices.Equal(nss, want) {
+				t.Errorf("Roles in %v, want %v (one per watched namespace + the own one)", nss, want)
+			}
+			if env := deploymentEnv(t, objs); env["PULLFIX_NAMESPACES"] != "team-a,team-b" {
+				t.Errorf("PULLFIX_NAMESPACES = %q", env["PULLFIX_NAMESPACES"])
+			}
+		}},
+		{"slack-socket", socketValues, func(t *testing.T, objs []*unstructured.Unstructured) {
+			env := deploymentEnv(t, objs)
+			for k, v := range map[string]string{
+				"PULLFIX_SLACK_BOT_TOKEN":  "secret:lint-pullfix-slack/bot-token",
+				"PULLFIX_SLACK_APP_TOKEN":  "secret:lint-pullfix-slack/app-token",
+				"PULLFIX_SLACK_APPROVERS":  "U0AAA,S0SRE;payments=S0PAY",
+				"PULLFIX_SLACK_CHANNELS":   "payments=#payments-oncall,team-a=C0TEAMA",
+				"PULLFIX_SLACK_CHANNEL":    "#pullfix",
+				"PULLFIX_REGISTRY_MIRRORS": "",
+			} {
+				if env[k] != v {
+					t.Errorf("env %s = %q, want %q", k, env[k], v)
+				}
+			}
+			if _, ok := env["PULLFIX_SLACK_SIGNING_SECRET"]; ok {
+				t.Error("Socket Mode also mounts the signing secret")
+			}
+			s := Find(objs, "Secret")
+			if len(s) != 1 {
+				t.Fatalf("%d Secrets, want the chart's Slack Secret", len(s))
+			}
+			if v, _, _ := unstructured.NestedString(s[0].Object, "stringData", "app-token"); v != "xapp-1-test" {
+				t.Errorf("Secret app-token = %q", v)
+			}
+			if len(Find(objs, "Ingress")) != 0 {
+				t.Error("Socket Mode renders an Ingress")
+			}
+		}},
+		{"slack-http", httpValues, func(t *testing.T, objs []*unstructured.Unstructured) {
+			env := deploymentEnv(t, objs)
+			if env["PULLFIX_SLACK_SIGNING_SECRET"] != "secret:my-slack/signing-secret" {
+				t.Errorf("signing secret from %q, want the existing Secret", env["PULLFIX_SLACK_SIGNING_SECRET"])
+			}
+			if _, ok := env["PULLFIX_SLACK_APP_TOKEN"]; ok {
+				t.Error("HTTP mode mounts the app token")
+			}
+			if env["PULLFIX_REGISTRY_MIRRORS"] != "docker.io=mirror.internal:5000,quay.io=quay-mirror:5000" {
+				t.Errorf("PULLFIX_REGISTRY_MIRRORS = %q", env["PULLFIX_REGISTRY_MIRRORS"])
+			}
+			if len(Find(objs, "Secret")) != 0 {
+				t.Error("existingSecret given, yet the chart renders a Secret")
+			}
+			ing := Find(objs, "Ingress")
+			if len(ing) != 1 {
+				t.Fatalf("%d Ingresses, want 1", len(ing))
+			}
+			paths, _, _ := unstructured.NestedSlice(ing[0].Object, "spec", "rules")
+			if len(paths) != 1 || !strings.Contains(toJSON(t, paths), `"path":"/slack/events"`) {
+				t.Errorf("Ingress rules %s, want only /slack/events", toJSON(t, paths))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if out, err := h.Lint(ctx, tc.values); err != nil {
+				t.Fatalf("lint: %v", err)
+			} else if strings.Contains(string(out), "[WARNING]") {
+				t.Errorf("lint warnings:\n%s", out)
+			}
+			objs, err := h.Render(ctx, "lint", "pullfix-system", tc.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, objs)
+			checkHardened(t, objs)
+		})
+	}
+
+	bad := []struct {
+		name   string
+		values map[string]any
+		want   string // in helm's message
+	}{
+		{"unknown top-level key", map[string]any{"replicas": 3}, "replicas"},
+		{"replicaCount not a number", map[string]any{"replicaCount": "two"}, "replicaCount"},
+		{"replicaCount zero", map[string]any{"replicaCount": 0}, "replicaCount"},
+		{"two replicas without election", map[string]any{"leaderElection": map[string]any{"enabled": false}}, "leaderElection"},
+		{"log level", map[string]any{"logLevel": "verbose"}, "logLevel"},
+		{"log format", map[string]any{"logFormat": "xml"}, "logFormat"},
+		{"probe timeout not a duration", map[string]any{"probeTimeout": "5 seconds"}, "probeTimeout"},
+		{"probing not a boolean", map[string]any{"pullSecretProbing": "yes"}, "pullSecretProbing"},
+		{"namespace not a DNS label", map[string]any{"watchNamespaces": []any{"Team_A"}}, "watchNamespaces"},
+		{"namespaces not a list", map[string]any{"watchNamespaces": "team-a,team-b"}, "watchNamespaces"},
+		{"slack mode", map[string]any{"slack": map[string]any{"mode": "rtm"}}, "mode"},
+		{"slack on without tokens", map[string]any{"slack": map[string]any{"enabled": true}}, "botToken"},
+		{"socket mode without app token", map[string]any{"slack": map[string]any{"enabled": true, "botToken": "xoxb-1"}}, "appToken"},
+		{"http mode without signing secret", map[string]any{"slack": map[string]any{"enabled": true, "mode": "http", "botToken": "xoxb-1"}}, "signingSecret"},
+		{"user token as bot token", map[string]any{"slack": map[string]any{"enabled": true, "botToken": "xoxp-1", "appToken": "xapp-1"}}, "botToken"},
+		{"approver handle", map[string]any{"slack": map[string]any{"approvers": map[string]any{"global": []any{"@alice"}, "namespaces": map[string]any{}}}}, "global"},
+		{"channel name with spaces", map[string]any{"slack": map[string]any{"channel": "my channel"}}, "channel"},
+		{"root allowed", map[string]any{"securityContext": map[string]any{"runAsNonRoot": false, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true}}, "runAsNonRoot"},
+		{"writable root filesystem", map[string]any{"securityContext": map[string]any{"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false}}, "readOnlyRootFilesystem"},
+		{"image digest", map[string]any{"image": map[string]any{"digest": "latest"}}, "digest"},
+		{"existing service account without name", map[string]any{"serviceAccount": map[string]any{"create": false}}, "name"},
+	}
+	for _, tc := range bad {
+		t.Run("rejects/"+tc.name, func(t *testing.T) {
+			_, err := h.Template(ctx, "lint", "pullfix-system", tc.values)
+			var he *HelmError
+			if !errors.As(err, &he) {
+				t.Fatalf("helm template accepted %s (err %v)", toJSON(t, tc.values), err)
+			}
+			if !strings.Contains(he.Stderr, tc.want) {
+				t.Errorf("helm's message does not name %q:\n%s", tc.want, he.Stderr)
+			}
+		})
+	}
+
+	t.Run("notes", func(t *testing.T) {
+		for _, tc := range []struct {
+			values map[string]any
+			want   []string
+		}{
+			{nil, []string{"every namespace", "Pull-secret probing is ON", "kubectl -n pullfix-system logs deployment/notes-pullfix", "/readyz", "Slack is off"}},
+			{namespacedValues, []string{"namespaces: team-a, team-b"}},
+			{socketValues, []string{"deploy/slack-app-manifest.yaml", "Socket Mode", "/pullfix help"}},
+			{map[string]any{"pullSecretProbing": false}, []string{"cannot read any Secret"}},
+		} {
+			out, err := h.Run(ctx, "install", "notes", h.Chart, "--dry-run=client", "--namespace", "pullfix-system", "-f", mustValuesFile(t, tc.values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := string(out[strings.Index(string(out), "NOTES:"):])
+			for _, w := range tc.want {
+				if !strings.Contains(notes, w) {
+					t.Errorf("NOTES for %s lack %q:\n%s", toJSON(t, tc.values), w, notes)
+				}
+			}
+		}
+	})
+}
+
+// checkHardened asserts the pod runs as the chart promises: non-root user
+// 65532, read-only root, no privilege escalation, no capabilities, seccomp
+// RuntimeDefault, resource requests and a memory limit, both probes.
+func checkHardened(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ds := Find(objs, "Deployment")
+	if len(ds) != 1 {
+		t.Fatalf("%d Deployments, want 1", len(ds))
+	}
+	pod, _, _ := unstructured.NestedMap(ds[0].Object, "spec", "template", "spec")
+	cs, _, _ := unstructured.NestedSlice(pod, "containers")
+	if len(cs) != 1 {
+		t.Fatalf("%d containers, want 1", len(cs))
+	}
+	c := cs[0].(map[string]any)
+	for _, want := range []struct {
+		obj  map[string]any
+		path []string
+		val  any
+	}{
+		{pod, []string{"securityContext", "runAsNonRoot"}, true},
+		{pod, []string{"securityContext", "runAsUser"}, int64(65532)},
+		{pod, []string{"securityContext", "seccompProfile", "type"}, "RuntimeDefault"},
+		{c, []string{"securityContext", "runAsNonRoot"}, true},
+		{c, []string{"securityContext", "runAsUser"}, int64(65532)},
+		{c, []string{"securityContext", "readOnlyRootFilesystem"}, true},
+		{c, []string{"securityContext", "allowPrivilegeEscalation"}, false},
+		{c, []string{"securityContext", "capabilities", "drop"}, []any{"ALL"}},
+		{c, []string{"livenessProbe", "httpGet", "path"}, "/healthz"},
+		{c, []string{"readinessProbe", "httpGet", "path"}, "/readyz"},
+		{c, []string{"resources", "requests", "cpu"}, "20m"},
+		{c, []string{"resources", "requests", "memory"}, "48Mi"},
+		{c, []string{"resources", "limits", "memory"}, "128Mi"},
+		{c, []string{"ports"}, []any{map[string]any{"name": "http", "containerPort": int64(8080), "protocol": "TCP"}}},
+	} {
+		got, _, _ := unstructured.NestedFieldNoCopy(want.obj, want.path...)
+		if toJSON(t, got) != toJSON(t, want.val) {
+			t.Errorf("%s = %s, want %s", strings.Join(want.path, "."), toJSON(t, got), toJSON(t, want.val))
+		}
+	}
+}
+
+// deploymentEnv returns the container's environment: plain values as they
+// are, references as "fieldRef:PATH" and "secret:NAME/KEY".
+func deploymentEnv(t *testing.T, objs []*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	ds := Find(objs, "Deployment")
+	if len(ds) != 1 {
+		t.Fatalf("%d Deployments, want 1", len(ds))
+	}
+	cs, _, _ := unstructured.NestedSlice(ds[0].Object, "spec", "template", "spec", "containers")
+	env := map[string]string{}
+	list, _, _ := unstructured.NestedSlice(cs[0].(map[string]any), "env")
+	for _, e := range list {
+		m := e.(map[string]any)
+		name := m["name"].(string)
+		if _, dup := env[name]; dup {
+			t.Errorf("env %s is set twice", name)
+		}
+		if v, ok, _ := unstructured.NestedString(m, "valueFrom", "fieldRef", "fieldPath"); ok {
+			env[name] = "fieldRef:" + v
+			continue
+		}
+		if n, ok, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "name"); ok {
+			k, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "key")
+			env[name] = "secret:" + n + "/" + k
+			continue
+		}
+		env[name], _ = m["value"].(string)
+	}
+	return env
+}
+
+func wantNames(t *testing.T, objs []*unstructured.Unstructured, kind string, names ...string) {
+	t.Helper()
+	var got []string
+	for _, o := range Find(objs, kind) {
+		got = append(got, o.GetName())
+	}
+	slices.Sort(got)
+	slices.Sort(names)
+	if !slices.Equal(got, names) {
+		t.Errorf("%s objects %v, want %v", kind, got, names)
+	}
+}
+
+func mustValuesFile(t *testing.T, values map[string]any) string {
+	t.Helper()
+	if values == nil {
+		values = map[string]any{}
+	}
+	p, cleanup, err := valuesFile(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return p
+}
