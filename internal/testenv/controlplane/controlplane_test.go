@@ -445,3 +445,78 @@ func survivors(pids []int) []string {
 	}
 	return left
 }
+
+// TestStartFailureCleansUp makes kube-apiserver refuse to start and checks
+// that Start says which process failed and leaves nothing behind.
+func TestStartFailureCleansUp(t *testing.T) {
+	controlplane.Require(t, cp)
+	ctx := ctxFor(t, 60*time.Second)
+	root := t.TempDir()
+	_, err := controlplane.Start(ctx, controlplane.WithTempRoot(root),
+		controlplane.WithAPIServerArgs("--no-such-flag-for-pullfix"))
+	if err == nil || !strings.Contains(err.Error(), "kube-apiserver exited") {
+		t.Fatalf("Start with a bad flag: got %v, want kube-apiserver exited", err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("temp root not cleaned up: %v", entries)
+	}
+	if left := processesRunning("etcd", root); len(left) != 0 {
+		t.Errorf("etcd still running: %v", left)
+	}
+}
+
+// TestKubeconfig checks the admin kubeconfig file names the API server
+// and is private to the user.
+func TestKubeconfig(t *testing.T) {
+	controlplane.Require(t, cp)
+	fi, err := os.Stat(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig mode %v, want 0600", fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"server: " + cp.Host(), "token: " + cp.AdminConfig().BearerToken, "current-context: "} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("kubeconfig lacks %q", want)
+		}
+	}
+	a, b := cp.AdminConfig(), cp.AdminConfig()
+	a.BearerToken, a.CAData = "changed", nil
+	if b.BearerToken == "changed" || len(b.CAData) == 0 || len(cp.AdminConfig().CAData) == 0 {
+		t.Error("AdminConfig returns shared state")
+	}
+}
+
+// processesRunning lists live processes whose command line contains all
+// of words.
+func processesRunning(words ...string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var found []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		s := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		match := true
+		for _, w := range words {
+			match = match && strings.Contains(s, w)
+		}
+		if match {
+			found = append(found, e.Name()+": "+s)
+		}
+	}
+	return found
+}

@@ -83,3 +83,25 @@ func TestTail(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureBinariesUsesCache checks EnsureBinaries returns a complete
+// cache without running the (minutes-long) build.
+func TestEnsureBinariesUsesCache(t *testing.T) {
+	root := t.TempDir()
+	t.Setenv(EnvBinDir, "")
+	t.Setenv(EnvBinCache, root)
+	dir, _ := CacheDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range binaries {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A repo root without the script proves it was not run.
+	got, err := EnsureBinaries(t.Context(), t.TempDir())
+	if err != nil || got != dir {
+		t.Fatalf("EnsureBinaries = %q, %v; want %q", got, err, dir)
+	}
+}
