@@ -168,29 +168,29 @@ func TestHelmLintTemplate(t *testing.T) {
 	bad := []struct {
 		name   string
 		values map[string]any
-		want   string // in helm's message
+		want   string // in helm's message: the JSON pointer of the bad value
 	}{
-		{"unknown top-level key", map[string]any{"replicas": 3}, "replicas"},
-		{"replicaCount not a number", map[string]any{"replicaCount": "two"}, "replicaCount"},
-		{"replicaCount zero", map[string]any{"replicaCount": 0}, "replicaCount"},
-		{"two replicas without election", map[string]any{"leaderElection": map[string]any{"enabled": false}}, "leaderElection"},
-		{"log level", map[string]any{"logLevel": "verbose"}, "logLevel"},
-		{"log format", map[string]any{"logFormat": "xml"}, "logFormat"},
-		{"probe timeout not a duration", map[string]any{"probeTimeout": "5 seconds"}, "probeTimeout"},
-		{"probing not a boolean", map[string]any{"pullSecretProbing": "yes"}, "pullSecretProbing"},
-		{"namespace not a DNS label", map[string]any{"watchNamespaces": []any{"Team_A"}}, "watchNamespaces"},
-		{"namespaces not a list", map[string]any{"watchNamespaces": "team-a,team-b"}, "watchNamespaces"},
-		{"slack mode", map[string]any{"slack": map[string]any{"mode": "rtm"}}, "mode"},
-		{"slack on without tokens", map[string]any{"slack": map[string]any{"enabled": true}}, "botToken"},
-		{"socket mode without app token", map[string]any{"slack": map[string]any{"enabled": true, "botToken": "xoxb-1"}}, "appToken"},
-		{"http mode without signing secret", map[string]any{"slack": map[string]any{"enabled": true, "mode": "http", "botToken": "xoxb-1"}}, "signingSecret"},
-		{"user token as bot token", map[string]any{"slack": map[string]any{"enabled": true, "botToken": "xoxp-1", "appToken": "xapp-1"}}, "botToken"},
-		{"approver handle", map[string]any{"slack": map[string]any{"approvers": map[string]any{"global": []any{"@alice"}, "namespaces": map[string]any{}}}}, "global"},
-		{"channel name with spaces", map[string]any{"slack": map[string]any{"channel": "my channel"}}, "channel"},
-		{"root allowed", map[string]any{"securityContext": map[string]any{"runAsNonRoot": false, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true}}, "runAsNonRoot"},
-		{"writable root filesystem", map[string]any{"securityContext": map[string]any{"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false}}, "readOnlyRootFilesystem"},
-		{"image digest", map[string]any{"image": map[string]any{"digest": "latest"}}, "digest"},
-		{"existing service account without name", map[string]any{"serviceAccount": map[string]any{"create": false}}, "name"},
+		{"unknown top-level key", map[string]any{"replicas": 3}, "additional properties 'replicas'"},
+		{"replicaCount not a number", map[string]any{"replicaCount": "two"}, "/replicaCount"},
+		{"replicaCount zero", map[string]any{"replicaCount": 0}, "/replicaCount"},
+		{"two replicas without election", map[string]any{"leaderElection": map[string]any{"enabled": false}}, "/leaderElection/enabled"},
+		{"log level", map[string]any{"logLevel": "verbose"}, "/logLevel"},
+		{"log format", map[string]any{"logFormat": "xml"}, "/logFormat"},
+		{"probe timeout not a duration", map[string]any{"probeTimeout": "5 seconds"}, "/probeTimeout"},
+		{"probing not a boolean", map[string]any{"pullSecretProbing": "yes"}, "/pullSecretProbing"},
+		{"namespace not a DNS label", map[string]any{"watchNamespaces": []any{"Team_A"}}, "/watchNamespaces/0"},
+		{"namespaces not a list", map[string]any{"watchNamespaces": "team-a,team-b"}, "/watchNamespaces"},
+		{"slack mode", map[string]any{"slack": map[string]any{"mode": "rtm"}}, "/slack/mode"},
+		{"slack on without tokens", map[string]any{"slack": map[string]any{"enabled": true}}, "/slack/botToken"},
+		{"socket mode without app token", map[string]any{"slack": map[string]any{"enabled": true, "botToken": "xoxb-1"}}, "/slack/appToken"},
+		{"http mode without signing secret", map[string]any{"slack": map[string]any{"enabled": true, "mode": "http", "botToken": "xoxb-1"}}, "/slack/signingSecret"},
+		{"user token as bot token", map[string]any{"slack": map[string]any{"enabled": true, "botToken": "xoxp-1", "appToken": "xapp-1"}}, "/slack/botToken"},
+		{"approver handle", map[string]any{"slack": map[string]any{"approvers": map[string]any{"global": []any{"@alice"}, "namespaces": map[string]any{}}}}, "/slack/approvers/global/0"},
+		{"channel name with spaces", map[string]any{"slack": map[string]any{"channel": "my channel"}}, "/slack/channel"},
+		{"root allowed", map[string]any{"securityContext": map[string]any{"runAsNonRoot": false, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true}}, "/securityContext/runAsNonRoot"},
+		{"writable root filesystem", map[string]any{"securityContext": map[string]any{"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false}}, "/securityContext/readOnlyRootFilesystem"},
+		{"image digest", map[string]any{"image": map[string]any{"digest": "latest"}}, "/image/digest"},
+		{"existing service account without name", map[string]any{"serviceAccount": map[string]any{"create": false}}, "/serviceAccount/name"},
 	}
 	for _, tc := range bad {
 		t.Run("rejects/"+tc.name, func(t *testing.T) {
@@ -205,7 +205,10 @@ func TestHelmLintTemplate(t *testing.T) {
 		})
 	}
 
+	// NOTES.txt renders only on install; a client-side dry run against the
+	// test control plane shows it without creating anything.
 	t.Run("notes", func(t *testing.T) {
+		controlplane.Require(t, cp)
 		for _, tc := range []struct {
 			values map[string]any
 			want   []string
@@ -215,7 +218,7 @@ func TestHelmLintTemplate(t *testing.T) {
 			{socketValues, []string{"deploy/slack-app-manifest.yaml", "Socket Mode", "/pullfix help"}},
 			{map[string]any{"pullSecretProbing": false}, []string{"cannot read any Secret"}},
 		} {
-			out, err := h.Run(ctx, "install", "notes", h.Chart, "--dry-run=client", "--namespace", "pullfix-system", "-f", mustValuesFile(t, tc.values))
+			out, err := h.Run(ctx, "install", "notes", h.Chart, "--dry-run=client", "--kubeconfig", cp.Kubeconfig(), "--namespace", "pullfix-system", "-f", mustValuesFile(t, tc.values))
 			if err != nil {
 				t.Fatal(err)
 			}

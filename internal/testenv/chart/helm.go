@@ -261,17 +261,22 @@ func Decode(manifest []byte) ([]*unstructured.Unstructured, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
 	var objs []*unstructured.Unstructured
 	for i := 0; ; i++ {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
+		// Through JSON and Unstructured's own decoder, so integers stay
+		// int64 as everywhere else in client-go (not float64).
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return objs, nil
 			}
 			return nil, fmt.Errorf("manifest document %d: %w", i, err)
 		}
-		if len(m) == 0 {
+		if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
 			continue
 		}
-		u := &unstructured.Unstructured{Object: m}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("manifest document %d: %w", i, err)
+		}
 		if u.GetKind() == "" || u.GetAPIVersion() == "" {
 			return nil, fmt.Errorf("manifest document %d has no kind or apiVersion", i)
 		}
