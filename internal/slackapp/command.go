@@ -95,6 +95,8 @@ func cmdErr(sentinel error, arg, format string, args ...any) error {
 // words that look like hosts (a name with a dot).
 var slackLink = regexp.MustCompile(`<([^<>|]*)(?:\|([^<>]*))?>`)
 
+var commandUnescaper = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "\u2014", "--", "\u2013", "--", "\u2212", "-")
+
 // normalizeCommandText undoes what Slack and phone keyboards do to typed
 // text: HTML entities (&amp; &lt; &gt;), auto-links, and the em/en dash
 // that autocorrect makes of "--".
@@ -110,8 +112,7 @@ func normalizeCommandText(s string) string {
 		}
 		return target
 	})
-	s = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "\u2014", "--", "\u2013", "--", "\u2212", "-").Replace(s)
-	return s
+	return commandUnescaper.Replace(s)
 }
 
 // ParseCommand parses the text after "/pullfix" (Slack's `text` field):

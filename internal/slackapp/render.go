@@ -863,10 +863,12 @@ func confirmDialog(title, text, confirm string) *slack.ConfirmationBlockObject {
 	)
 }
 
+// mrkdwnEscaper escapes the three characters Slack's mrkdwn reserves
+// (built once: a Replacer's tables are costly to build).
+var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // esc escapes the three characters Slack's mrkdwn reserves.
-func esc(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+func esc(s string) string { return mrkdwnEscaper.Replace(s) }
 
 // code is inline code; a backtick inside would end it early.
 func code(s string) string {

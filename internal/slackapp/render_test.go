@@ -678,3 +678,12 @@ func TestRenderedMessagesAcceptedBySlack(t *testing.T) {
 		t.Errorf("after update: %d buttons, text %q", n, stored.Text)
 	}
 }
+
+// BenchmarkRender: rendering is on the notification path (one call per
+// incident message and per edit).
+func BenchmarkRender(b *testing.B) {
+	in := fixtureInput(b, diagnose.RepoNotFound)
+	for b.Loop() {
+		_ = Render(in)
+	}
+}
