@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,6 +138,11 @@ type FixResult struct {
 	// Warnings are audit steps that failed after the patch was applied
 	// (e.g. the Event could not be recorded); the change itself stands.
 	Warnings []string `json:",omitempty"`
+	// Recreated are pods deleted so their controller recreates them on
+	// the new template: an OrderedReady StatefulSet never replaces a pod
+	// that is not ready (Kubernetes documents deleting it by hand), and a
+	// pod stuck pulling the old image never ran, so nothing is lost.
+	Recreated []string `json:",omitempty"`
 }
 
 // Patcher changes workloads on an approver's behalf: the Fixer the Slack
@@ -144,9 +152,10 @@ type FixResult struct {
 // tell who approved what.
 //
 // RBAC it needs in the workload's namespace: get, list, watch and patch on
-// the workload kinds (list/watch only to follow rollouts), list and watch
-// pods, create events; for pull secrets also get secrets and list
-// serviceaccounts. Never list secrets.
+// the workload kinds (list/watch only to follow rollouts); get, list, watch,
+// patch (bare pods) and delete (StatefulSet pods stuck on the old image) on
+// pods; create on events; for pull secrets also get on secrets and list on
+// serviceaccounts. Never list on secrets.
 type Patcher struct {
 	cs           kubernetes.Interface
 	log          *slog.Logger
@@ -366,30 +375,25 @@ func annotationOps(obj metav1.Object, cause string) []jsonOp {
 }
 
 // isTestFailure reports whether the server refused a JSON Patch because a
-// test operation failed or a tested path vanished: the compare half of the
-// compare-and-swap. The API server answers 422 with json-patch's own text.
+// test operation failed or a path it names vanished: the compare half of
+// the compare-and-swap. The API server turns any json-patch apply error into
+// a bare 422 Invalid with a generic message and no details (the library's
+// text is dropped), whereas validation failures carry the object's name and
+// their causes; our paths come from a fresh read, so a bare 422 means the
+// object changed under us. The caller re-reads to tell which way.
 func isTestFailure(err error) bool {
 	var se apierrors.APIStatus
 	if !errors.As(err, &se) {
 		return false
 	}
 	st := se.Status()
-	if st.Code != 422 {
+	if st.Code != http.StatusUnprocessableEntity || st.Reason != metav1.StatusReasonInvalid {
 		return false
 	}
-	texts := []string{st.Message}
-	if st.Details != nil {
-		for _, c := range st.Details.Causes {
-			texts = append(texts, c.Message)
-		}
-	}
-	for _, t := range texts {
-		if strings.Contains(t, "testing value") || strings.Contains(t, "test operation does not apply") ||
-			strings.Contains(t, "error in test for path") {
-			return true
-		}
-	}
-	return false
+	return st.Details == nil || (st.Details.Name == "" && st.Details.Kind == "" && len(st.Details.Causes) == 0) ||
+		slices.ContainsFunc(st.Details.Causes, func(c metav1.StatusCause) bool {
+			return strings.Contains(c.Message, "testing value") || strings.Contains(c.Message, "test operation does not apply")
+		})
 }
 
 // apply runs the patch protocol shared by SetImage and AddPullSecret:
@@ -490,7 +494,13 @@ func (p *Patcher) SetImage(ctx context.Context, req FixRequest) (FixResult, erro
 	}
 	p.log.Info("image updated", "namespace", k.Namespace, "workload", k.Workload, "container", k.Container,
 		"old", k.Image, "new", req.NewImage, "approver", req.Approver, "generation", res.Generation)
+	if sts, ok := obj.(*appsv1.StatefulSet); ok {
+		res.Recreated, res.Warnings = p.unstick(ctx, sts, k)
+	}
 	msg := fmt.Sprintf("Container %q image changed from %s to %s, approved by %s", k.Container, k.Image, req.NewImage, req.Approver)
+	if len(res.Recreated) > 0 {
+		msg += fmt.Sprintf("; deleted pod(s) %s stuck pulling the old image so they are recreated", strings.Join(res.Recreated, ", "))
+	}
 	if err := p.recordEvent(ctx, lw, obj, ReasonImageUpdated, msg); err != nil {
 		p.log.Warn("image updated but the audit Event was not recorded", "workload", k.Workload, "err", err)
 		res.Warnings = append(res.Warnings, "the audit Event was not recorded: "+err.Error())
@@ -570,6 +580,57 @@ func (p *Patcher) AddPullSecret(ctx context.Context, req PullSecretRequest) (Fix
 		res.Warnings = append(res.Warnings, "the audit Event was not recorded: "+err.Error())
 	}
 	return res, nil
+}
+
+// unstick deletes the StatefulSet's pods that are stuck pulling the old
+// image, when the StatefulSet would otherwise wait for them forever: with
+// the default OrderedReady policy and a RollingUpdate strategy, the
+// controller never replaces a pod that is not Running and Ready
+// (kubernetes/kubernetes#67250; the StatefulSet docs say to delete such pods
+// after fixing the template). Only pods whose container is waiting on an
+// image-pull failure of exactly the old image are deleted, each with a UID
+// precondition, so a pod that ever ran, or was already replaced, is never
+// touched. Failures are returned as warnings: the patch stands.
+func (p *Patcher) unstick(ctx context.Context, sts *appsv1.StatefulSet, k Key) (deleted, warnings []string) {
+	if sts.Spec.PodManagementPolicy == appsv1.ParallelPodManagement || sts.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+		return nil, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+	if err != nil {
+		return nil, []string{"pods stuck on the old image were not deleted: " + err.Error()}
+	}
+	pods, err := p.cs.CoreV1().Pods(sts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, []string{"pods stuck on the old image were not looked for: " + err.Error()}
+	}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		ref := metav1.GetControllerOf(pod)
+		if ref == nil || ref.UID != sts.UID || pod.DeletionTimestamp != nil || templateImage(&pod.Spec, k.Container) != k.Image {
+			continue
+		}
+		stuck := false
+		for _, fc := range FailingContainers(pod) {
+			stuck = stuck || (fc.Name == k.Container && fc.Image == k.Image)
+		}
+		if !stuck {
+			continue
+		}
+		uid := pod.UID
+		err := p.cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		switch {
+		case err == nil:
+			deleted = append(deleted, pod.Name)
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			// Already gone or replaced.
+		default:
+			warnings = append(warnings, fmt.Sprintf("pod %s is stuck on the old image and the StatefulSet will not replace it; delete it by hand (%v)", pod.Name, err))
+		}
+	}
+	if len(deleted) > 0 {
+		p.log.Info("deleted StatefulSet pods stuck on the old image", "namespace", sts.Namespace, "statefulset", sts.Name, "pods", deleted)
+	}
+	return deleted, warnings
 }
 
 // recordEvent writes a Normal Event about the changed workload, so

@@ -160,7 +160,7 @@ func (s RolloutStatus) signature() string {
 	var b strings.Builder
 	b.WriteString(s.Summary)
 	for _, f := range s.Failing {
-		b.WriteString("|" + f.Pod + "=" + f.Reason)
+		b.WriteString("|" + f.Pod + "=" + f.Reason + "@" + f.Image)
 	}
 	return b.String()
 }
@@ -354,8 +354,8 @@ func (f *follower) status() RolloutStatus {
 		st.Summary = fmt.Sprintf("%s %d/%d Running on %s", f.wl.Name, st.ReadyPods, st.Desired, shortImage(st.Image))
 	default:
 		st.Summary = fmt.Sprintf("%s: %d/%d updated, %d/%d ready", f.wl.Name, st.Updated, st.Desired, st.ReadyPods, st.Desired)
-		if len(st.Failing) > 0 {
-			st.Summary += ", " + failingText(st.Failing)
+		if cur, _ := splitFailing(st.Failing, st.Image); len(cur) > 0 {
+			st.Summary += ", " + failingText(cur)
 		}
 	}
 	return st
@@ -364,22 +364,48 @@ func (f *follower) status() RolloutStatus {
 // deadlineSummary says the rollout is not ready, naming what still fails.
 func (f *follower) deadlineSummary(st RolloutStatus, deadline time.Duration) string {
 	s := fmt.Sprintf("%s %d/%d ready after %s", f.wl.Name, st.ReadyPods, st.Desired, deadline)
-	if len(st.Failing) > 0 {
-		s += ": still failing: " + failingText(st.Failing)
-		if m := st.Failing[0].Message; m != "" {
+	cur, old := splitFailing(st.Failing, st.Image)
+	switch {
+	case len(cur) > 0:
+		s += ": still failing: " + failingText(cur)
+		if m := cur[0].Message; m != "" {
 			s += " (" + truncate(m, 300) + ")"
 		}
-	} else {
+	case len(old) > 0:
+		names := make([]string, len(old))
+		for i, o := range old {
+			names[i] = o.Pod
+		}
+		s += fmt.Sprintf(": %s still on the old image (%s), not replaced", strings.Join(names, ", "), failingText(old))
+	default:
 		s += "; no pod reports an error yet"
 	}
 	if f.workload != nil {
 		if items := f.workload.GetStore().List(); len(items) > 0 {
-			if ss, ok := items[0].(*appsv1.StatefulSet); ok && ss.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
-				s += "; the StatefulSet updates OnDelete: delete its pods to roll them"
+			if ss, ok := items[0].(*appsv1.StatefulSet); ok {
+				switch {
+				case ss.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType:
+					s += "; the StatefulSet updates OnDelete: delete its pods to roll them"
+				case len(old) > 0 && ss.Spec.PodManagementPolicy != appsv1.ParallelPodManagement:
+					s += "; an OrderedReady StatefulSet does not replace a pod that is not ready: delete it to roll it"
+				}
 			}
 		}
 	}
 	return s
+}
+
+// splitFailing separates failures on the image being rolled out from those
+// of old pods not yet replaced.
+func splitFailing(fs []PodFailure, image string) (cur, old []PodFailure) {
+	for _, f := range fs {
+		if f.Image == image {
+			cur = append(cur, f)
+		} else {
+			old = append(old, f)
+		}
+	}
+	return cur, old
 }
 
 func failingText(fs []PodFailure) string {
@@ -420,10 +446,7 @@ func replicas(r *int32) int32 {
 // (running: the container runs image, ready or not), or else what the
 // kubelet says is wrong.
 func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failure *PodFailure) {
-	if templateImage(&pod.Spec, container) != image {
-		// An old pod not yet replaced.
-		return false, false, nil
-	}
+	own := templateImage(&pod.Spec, container)
 	var cs *corev1.ContainerStatus
 	init := false
 	for i := range pod.Status.ContainerStatuses {
@@ -441,6 +464,13 @@ func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failur
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 			podReady = true
 		}
+	}
+	if cs != nil && own != image {
+		// An old pod not yet replaced: report it only if it fails.
+		if w := cs.State.Waiting; w != nil && IsImagePullReason(w.Reason) {
+			failure = &PodFailure{Pod: pod.Name, Image: own, Reason: w.Reason, Message: w.Message}
+		}
+		return false, false, failure
 	}
 	if cs != nil {
 		// An in-place change (bare pods) leaves the old container's status
