@@ -265,6 +265,7 @@ type App struct {
 
 	workers int
 	backlog int
+	inline  bool // tests (fuzzing): run work on the caller's goroutine, unrecovered
 	jobs    chan job
 	ctx     context.Context // ends with Close
 	cancel  context.CancelFunc
@@ -346,6 +347,10 @@ func (a *App) submit(ctx context.Context, work func(context.Context), busy func(
 	if work == nil {
 		return
 	}
+	if a.inline {
+		work(ctx)
+		return
+	}
 	select {
 	case a.jobs <- job{ctx: ctx, work: work}:
 	default:
@@ -415,7 +420,7 @@ func (a *App) postRoot(ctx context.Context, channel string, m Message) (string, 
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("slackapp: post to %s: %s", channel, redact(err))
+		return "", fmt.Errorf("slackapp: post to %s: %w", channel, err)
 	}
 	return Ref(channel, ts), nil
 }

@@ -398,6 +398,11 @@ func (q *Queue) send(o *op, do func(ctx context.Context) error) error {
 		if q.ctx.Err() != nil {
 			return ErrQueueClosed
 		}
+		if o.cancelled.Load() {
+			// The caller gave up while Slack was failing: do not post behind
+			// its back later.
+			return context.Canceled
+		}
 		actx, cancel := context.WithTimeout(q.ctx, q.attemptTO)
 		err := do(actx)
 		cancel()
