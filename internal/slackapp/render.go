@@ -147,13 +147,13 @@ func Render(in MessageInput) Message {
 	switch in.State {
 	case StateFixing:
 		b.section("state", "⏳ *Fixing:* "+fixPhrase(in.FixAction, in.FixImage)+" — "+byActor("approved", in.Actor))
-		text = fmt.Sprintf("Fixing %s (%s): %s", workload, in.Cluster, fixPhrasePlain(in.FixAction, in.FixImage))
+		text = fmt.Sprintf("Fixing %s — %s (cluster %s): %s", title, workload, in.Cluster, fixPhrasePlain(in.FixAction, in.FixImage))
 	case StateStillFailing:
 		line := "⚠️ *Still failing"
 		if in.FixImage != "" {
 			line += " after " + fixPhrase(in.FixAction, in.FixImage)
 		}
-		b.section("state", line+":* "+esc(d.Summary))
+		b.section("state", line+".* The pods still cannot pull; the new diagnosis follows.")
 		text = fmt.Sprintf("Still failing: %s — %s (cluster %s)", title, workload, in.Cluster)
 	case StateDismissed:
 		b.section("state", "🚫 *Dismissed* "+byActor("", in.Actor)+". Nothing was changed.")
