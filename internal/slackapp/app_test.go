@@ -170,7 +170,7 @@ type fixCall struct {
 // memFixer resolves the candidate in the bot's own state (never from the
 // click) and reports a rollout that becomes ready in two steps.
 type memFixer struct {
-	incs *memIncidents
+	incs    *memIncidents
 	gate    chan struct{} // when set, SetImage waits for it to close
 	started chan fixCall  // when set, SetImage reports each call here
 

@@ -35,6 +35,7 @@ func TestSlashCommands(t *testing.T) {
 				{"ui-new --bogus", "unknown flag", "unknown flag"},
 				{"ui-new -n Bad_NS", "invalid namespace", "invalid namespace"},
 			}
+			var slowest time.Duration
 			for _, c := range cases {
 				before := len(e.emu.Ephemerals(alice))
 				ack, err := e.emu.SlashCommand(e.ctx, slackemu.SlashCommand{Command: "/pullfix", Text: c.text, UserID: alice, ChannelID: chDefault})
@@ -44,6 +45,7 @@ func TestSlashCommands(t *testing.T) {
 				if ack.Latency >= ackDeadline {
 					t.Errorf("/pullfix %s: acked after %s", c.text, ack.Latency)
 				}
+				slowest = max(slowest, ack.Latency)
 				if !strings.Contains(string(ack.Payload), c.ackHas) {
 					t.Errorf("/pullfix %s: ack payload %s lacks %q", c.text, ack.Payload, c.ackHas)
 				}
@@ -56,6 +58,7 @@ func TestSlashCommands(t *testing.T) {
 					return false
 				})
 			}
+			t.Logf("%s: slowest acknowledgement of %d commands: %s", mode, len(cases), slowest)
 			// Nothing was posted to the channel and nobody else saw anything.
 			if n := len(e.emu.Messages(chDefault)); n != 0 {
 				t.Errorf("slash commands posted %d channel messages", n)
