@@ -51,11 +51,15 @@ func Start(ctx context.Context, opts ...Option) (*ControlPlane, error) {
 	} else if err := checkBinDir(cfg.binDir); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(cfg.tempRoot, "pullfix-controlplane-")
+	reapStale(cfg.tempRoot, cfg.logger)
+	dir, err := os.MkdirTemp(cfg.tempRoot, tempPattern)
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
 	cp := &ControlPlane{cfg: cfg, log: cfg.logger, dir: dir}
+	if err := writeOwner(dir); err != nil {
+		cp.log.Warn("record temp dir owner; it will not be reaped if this process dies", "err", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.startTimeout)
 	defer cancel()
 	if err := cp.start(ctx); err != nil {

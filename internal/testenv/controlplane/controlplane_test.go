@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -348,8 +349,9 @@ func TestStopLeavesNoProcesses(t *testing.T) {
 func TestCrashLeavesNoProcesses(t *testing.T) {
 	controlplane.Require(t, cp)
 	ctx := ctxFor(t, 120*time.Second)
+	root := t.TempDir() // the crashed child cannot remove its directory
 	cmd := exec.CommandContext(ctx, os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+root)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("helper did not crash:\n%s", out)
@@ -371,13 +373,26 @@ func TestCrashLeavesNoProcesses(t *testing.T) {
 	}
 	// SIGKILL from the parent-death signal is asynchronous; allow a moment.
 	assertGone(t, pids, 5*time.Second)
+
+	// The next Start under the same root removes the dead owner's directory.
+	stale, _ := filepath.Glob(filepath.Join(root, "pullfix-controlplane-*"))
+	if len(stale) != 1 {
+		t.Fatalf("crashed child left %v, want one directory", stale)
+	}
+	if _, err := controlplane.Start(ctx, controlplane.WithTempRoot(root), controlplane.WithAPIServerArgs("--no-such-flag")); err == nil {
+		t.Fatal("Start with a bad flag succeeded")
+	}
+	if _, err := os.Stat(stale[0]); !os.IsNotExist(err) {
+		t.Errorf("stale directory %s not removed (stat: %v)", stale[0], err)
+	}
 }
 
 // crashWithRunningControlPlane is the child process of
 // TestCrashLeavesNoProcesses: it starts a control plane, prints its PIDs and
 // panics without stopping it, as a crashing test would.
 func crashWithRunningControlPlane() {
-	own, err := controlplane.Start(context.Background(), controlplane.WithControllerManager(false))
+	own, err := controlplane.Start(context.Background(), controlplane.WithControllerManager(false),
+		controlplane.WithTempRoot(os.Getenv(helperEnv)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)

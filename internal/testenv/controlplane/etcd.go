@@ -16,13 +16,13 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 		client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 		peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 		args := []string{
-			"--name=default",
+			"--name=pullfix",
 			"--data-dir=" + cp.path("etcd"),
 			"--listen-client-urls=" + client,
 			"--advertise-client-urls=" + client,
 			"--listen-peer-urls=" + peer,
 			"--initial-advertise-peer-urls=" + peer,
-			"--initial-cluster=default=" + peer,
+			"--initial-cluster=pullfix=" + peer,
 			"--initial-cluster-state=new",
 			"--unsafe-no-fsync=true",
 			"--log-level=warn",
