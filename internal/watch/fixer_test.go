@@ -47,12 +47,18 @@ var botRules = []rbacv1.PolicyRule{
 // these tests runs under the least privilege the chart grants.
 func botClient(t *testing.T, e *env) kubernetes.Interface {
 	t.Helper()
+	return saClient(t, e, "pullfix-bot", botRules)
+}
+
+// saClient creates a ServiceAccount bound to a Role with rules and returns
+// a client acting as it, once the Role is in effect.
+func saClient(t *testing.T, e *env, name string, rules []rbacv1.PolicyRule) kubernetes.Interface {
+	t.Helper()
 	ctx := t.Context()
-	const name = "pullfix-bot"
 	if _, err := e.cs.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.cs.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: botRules}, metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.cs.RbacV1().RoleBindings(e.ns).Create(ctx, &rbacv1.RoleBinding{
@@ -70,9 +76,9 @@ func botClient(t *testing.T, e *env) kubernetes.Interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "the bot's Role in effect", func(ctx context.Context) (bool, error) {
-		_, err := cs.AppsV1().Deployments(e.ns).List(ctx, metav1.ListOptions{Limit: 1})
-		return err == nil, nil
+	poll(t, 30*time.Second, "the Role in effect", func(ctx context.Context) (bool, error) {
+		_, err := cs.AppsV1().Deployments(e.ns).Get(ctx, "no-such-deployment", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
 	})
 	return cs
 }
@@ -631,11 +637,28 @@ func TestFollowRolloutDeadline(t *testing.T) {
 	if !errors.Is(err, ErrRolloutDeadline) || st.Ready {
 		t.Fatalf("err = %v, status %+v: want the deadline", err, st)
 	}
-	if len(st.Failing) == 0 || !IsImagePullReason(st.Failing[0].Reason) || st.Failing[0].Image != still ||
-		!strings.Contains(st.Summary, "still failing") || last.Summary != st.Summary {
+	if len(st.Failing) == 0 || !IsImagePullReason(st.Failing[0].Reason) || st.Failing[0].Image != still || st.Failing[0].Cause != diagnose.TagNotFound ||
+		!strings.Contains(st.Summary, "still failing: 1 pod ImagePullBackOff: Tag not found") || last.Summary != st.Summary {
 		t.Errorf("status %+v (last progress %q)", st, last.Summary)
 	}
 	t.Logf("deadline summary: %s", st.Summary)
+}
+
+// TestFollowRolloutForbidden: without list/watch on pods the follow-up
+// fails at once, naming the missing permission, instead of retrying
+// silently until the deadline.
+func TestFollowRolloutForbidden(t *testing.T) {
+	e := newEnv(t)
+	cs := saClient(t, e, "get-only", []rbacv1.PolicyRule{
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}},
+	})
+	e.deployment("ui-new", goodImage, 1)
+	began := time.Now()
+	_, err := NewPatcher(cs, WithRolloutDeadline(time.Minute)).FollowRollout(t.Context(),
+		Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "ui-new"}, Container: "ui", Image: badImage}, nil)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not list and watch") || time.Since(began) > 20*time.Second {
+		t.Errorf("err = %v after %s, want a prompt forbidden error", err, time.Since(began))
+	}
 }
 
 // TestAddPullSecretFor401: a registry that requires login refuses the

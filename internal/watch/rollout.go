@@ -6,17 +6,21 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/distribution/reference"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
 )
 
 // ErrRolloutDeadline is returned by FollowRollout when the workload is not
@@ -31,6 +35,9 @@ type PodFailure struct {
 	Image   string `json:"image"`
 	Reason  string `json:"reason"`            // e.g. ImagePullBackOff
 	Message string `json:"message,omitempty"` // the kubelet's message
+	// Cause is the offline classification of the message (design §3), so
+	// the report can say "still failing: Tag not found" without a probe.
+	Cause diagnose.Cause `json:"cause,omitempty"`
 }
 
 // RolloutStatus is a snapshot of a rollout of one container of a workload.
@@ -109,16 +116,37 @@ func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(Roll
 		UpdateFunc: func(any, any) { notify() },
 		DeleteFunc: func(any) { notify() },
 	}
+	// A watch the bot may not make (RBAC) would otherwise be retried
+	// silently until the deadline: stop at once, saying what is missing.
+	var (
+		once      sync.Once
+		deniedErr error
+	)
+	syncStop := make(chan struct{})
+	stopSync := func(err error) { once.Do(func() { deniedErr = err; close(syncStop) }) }
+	go func() { <-dctx.Done(); stopSync(nil) }()
 	var synced []cache.InformerSynced
 	for _, inf := range f.informers {
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return st, fmt.Errorf("follow %s: %w", key.Workload, err)
 		}
+		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+				stopSync(err)
+				return
+			}
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+		}); err != nil {
+			return st, fmt.Errorf("follow %s: %w", key.Workload, err)
+		}
 		go inf.RunWithContext(dctx)
 		synced = append(synced, inf.HasSynced)
 	}
-	if !cache.WaitForCacheSync(dctx.Done(), synced...) {
+	if !cache.WaitForCacheSync(syncStop, synced...) {
 		st.Elapsed = time.Since(start)
+		if deniedErr != nil {
+			return st, fmt.Errorf("follow %s in %s: the bot may not list and watch it and its pods: %w", key.Workload, key.Namespace, deniedErr)
+		}
 		return st, p.deadlineErr(ctx, key, st)
 	}
 
@@ -156,14 +184,10 @@ func (p *Patcher) deadlineErr(ctx context.Context, key Key, st RolloutStatus) er
 	return fmt.Errorf("%s in %s: %w (%s): %s", key.Workload, key.Namespace, ErrRolloutDeadline, p.deadline, st.Summary)
 }
 
-func (s RolloutStatus) signature() string {
-	var b strings.Builder
-	b.WriteString(s.Summary)
-	for _, f := range s.Failing {
-		b.WriteString("|" + f.Pod + "=" + f.Reason + "@" + f.Image)
-	}
-	return b.String()
-}
+// signature is what makes a status worth reporting: the summary carries
+// the counts and the failing reasons; which pod fails does not matter to
+// people.
+func (s RolloutStatus) signature() string { return s.Summary }
 
 // follower holds the informers of one rollout and judges it.
 type follower struct {
@@ -368,8 +392,12 @@ func (f *follower) deadlineSummary(st RolloutStatus, deadline time.Duration) str
 	switch {
 	case len(cur) > 0:
 		s += ": still failing: " + failingText(cur)
-		if m := cur[0].Message; m != "" {
-			s += " (" + truncate(m, 300) + ")"
+		cls := diagnose.Classify(cur[0].Reason, cur[0].Message)
+		s += ": " + cls.Cause.Title()
+		if ev := cls.Evidence; ev != "" {
+			s += " (" + truncate(ev, 200) + ")"
+		} else if m := cur[0].Message; m != "" {
+			s += " (" + truncate(m, 200) + ")"
 		}
 	case len(old) > 0:
 		names := make([]string, len(old))
@@ -468,17 +496,28 @@ func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failur
 	if cs != nil && own != image {
 		// An old pod not yet replaced: report it only if it fails.
 		if w := cs.State.Waiting; w != nil && IsImagePullReason(w.Reason) {
-			failure = &PodFailure{Pod: pod.Name, Image: own, Reason: w.Reason, Message: w.Message}
+			failure = &PodFailure{Pod: pod.Name, Image: own, Reason: w.Reason, Message: w.Message,
+				Cause: diagnose.Classify(w.Reason, w.Message).Cause}
 		}
 		return false, false, failure
 	}
 	if cs != nil {
+		// A waiting status that still names another image (an in-place
+		// change the kubelet has not acted on yet) is about that image.
+		failImage := image
+		if cs.Image != "" && !sameImage(cs.Image, image) {
+			failImage = cs.Image
+		}
 		// An in-place change (bare pods) leaves the old container's status
 		// until the kubelet restarts it: the status must name the new image.
 		onImage := sameImage(cs.Image, image)
 		switch {
 		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "" && cs.State.Waiting.Reason != "ContainerCreating" && cs.State.Waiting.Reason != "PodInitializing":
-			failure = &PodFailure{Pod: pod.Name, Image: image, Reason: cs.State.Waiting.Reason, Message: cs.State.Waiting.Message}
+			w := cs.State.Waiting
+			failure = &PodFailure{Pod: pod.Name, Image: failImage, Reason: w.Reason, Message: w.Message}
+			if IsImagePullReason(w.Reason) {
+				failure.Cause = diagnose.Classify(w.Reason, w.Message).Cause
+			}
 		case init && onImage && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
 			running = true
 		case onImage && cs.State.Running != nil:
