@@ -7,7 +7,7 @@
 
 GO ?= go
 
-.PHONY: run test k8s-bins unit
+.PHONY: run test k8s-bins tools unit
 
 run:
 	$(GO) run ./hack/run
@@ -17,9 +17,13 @@ run:
 k8s-bins:
 	./hack/build-k8s.sh
 
-test: k8s-bins
+# tools builds helm from the pinned module in hack/helm (once, then cached).
+tools:
+	./hack/build-helm.sh
+
+test: k8s-bins tools
 	$(GO) vet ./...
-	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh)" $(GO) test -count=1 -timeout 30m ./...
+	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh)" PULLFIX_HELM="$$(./hack/build-helm.sh)" $(GO) test -count=1 -timeout 30m ./...
 
 # unit runs the tests that need no control plane.
 unit:
