@@ -2,6 +2,7 @@ package chart
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,6 +81,12 @@ func installChart(t *testing.T, h *Helm, release string, values map[string]any, 
 		t.Fatal(err)
 	}
 	return in
+}
+
+// uniqueName appends a random suffix: a namespace from an earlier -count
+// run may still be terminating, and ClusterRoles are named after releases.
+func uniqueName(prefix string) string {
+	return prefix + "-" + strings.ToLower(rand.Text()[:5])
 }
 
 func createNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
@@ -260,7 +267,7 @@ func TestChartRBAC(t *testing.T) {
 		{"noprobe", false, false},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			release := "rbac-" + mode.name
+			release := uniqueName("rbac-" + mode.name)
 			values := map[string]any{"pullSecretProbing": mode.probing}
 			watched := []string{release + "-a", release + "-b"}
 			if mode.namespaced {
