@@ -310,13 +310,13 @@ func (f *follower) status() RolloutStatus {
 		switch o := items[0].(type) {
 		case *appsv1.Deployment:
 			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
-			st.Desired = replicas(o.Spec.Replicas)
+			st.Desired = desiredReplicas(o.Spec.Replicas)
 			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedReplicas, o.Status.ReadyReplicas, o.Status.AvailableReplicas
 			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.Updated == st.Desired &&
 				o.Status.Replicas == st.Desired && st.ReadyPods == st.Desired && st.Available == st.Desired
 		case *appsv1.StatefulSet:
 			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
-			st.Desired = replicas(o.Spec.Replicas)
+			st.Desired = desiredReplicas(o.Spec.Replicas)
 			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedReplicas, o.Status.ReadyReplicas, o.Status.AvailableReplicas
 			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.ReadyPods == st.Desired &&
 				st.Available == st.Desired && o.Status.Replicas == st.Desired
@@ -395,9 +395,9 @@ func (f *follower) deadlineSummary(st RolloutStatus, deadline time.Duration) str
 		cls := diagnose.Classify(cur[0].Reason, cur[0].Message)
 		s += ": " + cls.Cause.Title()
 		if ev := cls.Evidence; ev != "" {
-			s += " (" + truncate(ev, 200) + ")"
+			s += " (" + clipText(ev, 200) + ")"
 		} else if m := cur[0].Message; m != "" {
-			s += " (" + truncate(m, 200) + ")"
+			s += " (" + clipText(m, 200) + ")"
 		}
 	case len(old) > 0:
 		names := make([]string, len(old))
@@ -456,14 +456,14 @@ func failingText(fs []PodFailure) string {
 	return strings.Join(parts, ", ")
 }
 
-func truncate(s string, n int) string {
+func clipText(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	return s[:n] + "…"
 }
 
-func replicas(r *int32) int32 {
+func desiredReplicas(r *int32) int32 {
 	if r == nil {
 		return 1
 	}
