@@ -80,6 +80,24 @@ func installChart(t *testing.T, h *Helm, release string, values map[string]any, 
 	if in.asSA, err = kubernetes.NewForConfig(in.saCfg); err != nil {
 		t.Fatal(err)
 	}
+	// The authorizer learns of new bindings through its informers: wait
+	// until every binding is in effect (one right from each), so a denial in
+	// the tables is the chart's and not the cache's.
+	probes := []access{
+		{verb: "get", resource: "nodes", name: "n"},
+		{verb: "create", resource: "configmaps", ns: in.ns},
+	}
+	for _, ns := range watched {
+		probes = append(probes, access{verb: "list", resource: "pods", ns: ns})
+	}
+	for _, a := range probes {
+		if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			ok, _ := in.allowed(t, a)
+			return ok, nil
+		}); err != nil {
+			t.Fatalf("the chart's RBAC never allowed %s: %v", a, err)
+		}
+	}
 	return in
 }
 
