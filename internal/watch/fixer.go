@@ -164,6 +164,9 @@ type Patcher struct {
 	component    string
 	instance     string
 	now          func() time.Time
+	// deleteStuck lets SetImage delete StatefulSet pods stuck on the old
+	// image; off by default so the bot needs no delete right at all.
+	deleteStuck bool
 
 	// beforePatch runs between the dry run and the real patch; tests use
 	// it to make a concurrent edit land exactly there.
@@ -222,6 +225,15 @@ func WithReportingInstance(name string) PatcherOption {
 			p.instance = name
 		}
 	}
+}
+
+// WithDeleteStuckStatefulSetPods lets SetImage delete a StatefulSet's pods
+// that are stuck pulling the old image (the StatefulSet controller never
+// replaces a pod that is not ready: kubernetes#67250). Default false: the
+// bot's RBAC grants no delete, and the fix result says which pods to delete
+// by hand. Turning it on needs `delete` on pods.
+func WithDeleteStuckStatefulSetPods(on bool) PatcherOption {
+	return func(p *Patcher) { p.deleteStuck = on }
 }
 
 // NewPatcher returns a Patcher acting through cs, which should carry the
@@ -614,6 +626,10 @@ func (p *Patcher) unstick(ctx context.Context, sts *appsv1.StatefulSet, k Key) (
 			stuck = stuck || (fc.Name == k.Container && fc.Image == k.Image)
 		}
 		if !stuck {
+			continue
+		}
+		if !p.deleteStuck {
+			warnings = append(warnings, fmt.Sprintf("pod %s is stuck pulling the old image and a StatefulSet does not replace a pod that is not ready; delete it (kubectl -n %s delete pod %s) so it is recreated with the new image", pod.Name, pod.Namespace, pod.Name))
 			continue
 		}
 		uid := pod.UID

@@ -486,7 +486,7 @@ func TestSetImageRefusals(t *testing.T) {
 func TestSetImageWorkloadKinds(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e), WithRolloutDeadline(90*time.Second))
+	p := NewPatcher(botClient(t, e), WithRolloutDeadline(90*time.Second), WithDeleteStuckStatefulSetPods(true))
 	sel := func(app string) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
 	}
@@ -861,5 +861,32 @@ func TestCandidateSecretsBounded(t *testing.T) {
 	}
 	if gets != 3 {
 		t.Errorf("%d secrets read, want the bound of 3", gets)
+	}
+}
+
+// TestStatefulSetStuckPodsNotDeletedByDefault: without the opt-in the
+// patcher deletes nothing (the chart grants no delete) and says which pod to
+// delete by hand.
+func TestStatefulSetStuckPodsNotDeletedByDefault(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := e.cs.AppsV1().StatefulSets(e.ns).Create(ctx, &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: podTemplate("db", badImage)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "db-0 failing", func(context.Context) (bool, error) { return len(e.w.Incidents()) == 1, nil })
+	key := e.w.Incidents()[0].Key
+	res, err := NewPatcher(botClient(t, e)).SetImage(ctx, FixRequest{Key: key, NewImage: goodImage, Approver: "@alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Recreated) != 0 || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "delete pod db-0") {
+		t.Errorf("recreated %v, warnings %v: want db-0 named for deletion by hand", res.Recreated, res.Warnings)
+	}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, "db-0", metav1.GetOptions{}); err != nil {
+		t.Errorf("db-0 was deleted without the opt-in: %v", err)
 	}
 }
