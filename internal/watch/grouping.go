@@ -14,21 +14,30 @@ import (
 	"github.com/pullfix/pullfix/internal/diagnose"
 )
 
-// DefaultGroupWindow is how close in detection time two incidents with the
-// same cause and registry must be to share one message. An outage or an
-// expired credential breaks every workload the kubelet tries to start
-// within a few back-off periods; two seconds of detection time gathers a
-// rollout's or a node drain's pods without lumping unrelated mornings.
+// DefaultGroupWindow is the widest gap between detections (at one
+// registry) that still counts as one storm; incidents with the same cause
+// and registry chained by such gaps share one message.
 //
 // The window never delays a notification. The first incident of a (cause,
 // registry) is posted the moment it is diagnosed, as any other; a later
-// one detected within the window of the group's members joins it instead:
-// the first message is edited into the group's (Notifier.UpdatedGroup).
-// So a single broken workload is reported as fast as if grouping were off,
-// and a storm makes one post plus edits, however long its diagnoses take —
-// the window is measured between detections, not between diagnoses, which
-// behind a black-holed registry take the full probe timeout each.
-const DefaultGroupWindow = 2 * time.Second
+// one that belongs to the same burst joins it instead: the first message
+// is edited into the group's (Notifier.UpdatedGroup). So a single broken
+// workload is reported as fast as with grouping off (tens of milliseconds
+// after detection against a local registry), and a storm makes one post
+// plus a few edits, however long its diagnoses take: gaps are measured
+// between detections, recorded when incidents appear, not between
+// diagnoses, which behind a black-holed registry take the full probe
+// timeout each and finish in any order.
+//
+// Because it costs no latency, the window can be generous. It is 30s, not
+// a couple of seconds: in an outage the kubelet detects failures at the
+// pace of its pulls — serialised per node by default, each blocking until
+// the runtime gives up, then backing off — so one storm's detections
+// arrive in waves seconds apart (the test environment's simulator already
+// leaves 2s gaps). Same cause, same registry, within half a minute of the
+// last detection is one problem for the person on call; the message lists
+// every workload, so nothing is hidden by folding.
+const DefaultGroupWindow = 30 * time.Second
 
 // groupUpdateDelay gathers the joins of one burst into one edit: Slack
 // allows about one chat.update per second per message.
@@ -148,7 +157,7 @@ func (w *Watcher) findGroupLocked(gk groupKey, detected time.Time) *group {
 			delete(w.groups, id)
 			continue
 		}
-		if g.key != gk || !open || detected.Before(g.first.Add(-w.groupWindow)) || detected.After(g.last.Add(w.groupWindow)) {
+		if g.key != gk || !open || !w.chainedLocked(gk.registry, g, detected) {
 			continue
 		}
 		if best == nil || g.last.After(best.last) {
@@ -156,6 +165,61 @@ func (w *Watcher) findGroupLocked(gk groupKey, detected time.Time) *group {
 		}
 	}
 	return best
+}
+
+// chainedLocked reports whether detected belongs to the same burst as the
+// group's members: the detections at the registry between the group's span
+// and detected leave no gap wider than the window. Detections are recorded
+// when incidents appear, not when their diagnoses finish, so the order in
+// which slow probes complete does not split a storm.
+func (w *Watcher) chainedLocked(registry string, g *group, detected time.Time) bool {
+	from, to := g.last, detected
+	switch {
+	case !detected.Before(g.first) && !detected.After(g.last):
+		return true
+	case detected.Before(g.first):
+		from, to = detected, g.first
+	}
+	if to.Sub(from) <= w.groupWindow {
+		return true
+	}
+	prev := from
+	for _, t := range w.detections[registry] {
+		if !t.After(from) {
+			continue
+		}
+		if t.After(to) {
+			break
+		}
+		if t.Sub(prev) > w.groupWindow {
+			return false
+		}
+		prev = t
+	}
+	return to.Sub(prev) <= w.groupWindow
+}
+
+// detectionHistory bounds the per-registry timeline of detections.
+const (
+	detectionHistory    = time.Hour
+	detectionHistoryMax = 10000
+)
+
+// noteDetectionLocked records that an incident at image's registry was
+// detected (or woke from a snooze) at t.
+func (w *Watcher) noteDetectionLocked(image string, t time.Time) {
+	if w.groupWindow <= 0 {
+		return
+	}
+	reg := registryOf(image)
+	ts := w.detections[reg]
+	i, _ := slices.BinarySearchFunc(ts, t, time.Time.Compare)
+	ts = slices.Insert(ts, i, t)
+	cut := 0
+	for cut < len(ts) && (t.Sub(ts[cut]) > detectionHistory || len(ts)-cut > detectionHistoryMax) {
+		cut++
+	}
+	w.detections[reg] = ts[cut:]
 }
 
 func (w *Watcher) groupOpenLocked(g *group) bool {

@@ -223,6 +223,7 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 		now := time.Now()
 		e.State, e.reported, e.Opened, e.Changed = StateOpen, StateOpen, now, now
 		e.NotifyRef, e.GroupID, e.By, e.Diagnosis = "", "", "", nil
+		w.noteDetectionLocked(e.Key.Image, now)
 	}
 	inc := e.snapshot()
 	reported := e.reported
@@ -256,6 +257,9 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 			return inc.SnoozedUntil.Sub(now), nil
 		}
 		w.log.Info("snoozed incident wakes still failing; posting it again", "id", inc.ID)
+		w.mu.Lock()
+		w.noteDetectionLocked(inc.Key.Image, now)
+		w.mu.Unlock()
 		return 0, w.notifyIncident(ctx, ks, inc, now)
 	case len(inc.Pods) == 0:
 		if inc.State == StateOpen {

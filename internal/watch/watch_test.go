@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -142,6 +143,10 @@ func newCluster(t *testing.T) *env {
 	if len(ns) > 40 {
 		ns = ns[:40]
 	}
+	// Unique per run: a namespace from an earlier -count run may still be
+	// terminating.
+	ns = strings.TrimRight(ns, "-") + "-" + rand.Text()[:5]
+	ns = strings.ToLower(ns)
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

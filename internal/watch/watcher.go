@@ -130,10 +130,11 @@ func WithLeaderElection(cfg LeaderConfig) Option {
 // each event to one connection, which must be the leader's.
 func WithOnLeading(f func(ctx context.Context)) Option { return func(w *Watcher) { w.onLeading = f } }
 
-// WithGroupWindow sets the storm window (default DefaultGroupWindow): an
-// incident detected within this long of a notified one with the same
-// cause and registry joins its message instead of posting its own. Zero
-// or negative turns grouping off.
+// WithGroupWindow sets the storm window (default DefaultGroupWindow, 30s):
+// an incident whose detection follows the last one at its registry by at
+// most this long, with the same diagnosed cause as an open group there,
+// joins that group's message instead of posting its own. It never delays
+// a post. Zero or negative turns grouping off.
 func WithGroupWindow(d time.Duration) Option { return func(w *Watcher) { w.groupWindow = d } }
 
 // Watcher watches pods that cannot pull their images and keeps one incident
@@ -174,6 +175,7 @@ type Watcher struct {
 	podKeys      map[string][]string // "ns/pod" → incident keys it belongs to
 	groups       map[string]*group   // group ID → group
 	groupLocks   map[groupKey]*sync.Mutex
+	detections   map[string][]time.Time // registry → sorted detection times
 }
 
 // queueBox holds the leader's workqueue; nil while following, so informer
@@ -229,6 +231,7 @@ func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) *Watc
 func (w *Watcher) resetLocked() {
 	w.incidents, w.ids, w.podKeys = map[string]*entry{}, map[string]string{}, map[string][]string{}
 	w.groups, w.groupLocks = map[string]*group{}, map[groupKey]*sync.Mutex{}
+	w.detections = map[string][]time.Time{}
 }
 
 const eventsByPodUID = "podUID"
@@ -688,6 +691,7 @@ func (w *Watcher) ensureIncident(k Key, podKey string) {
 		} else {
 			now := time.Now()
 			e = w.addEntryLocked(Incident{ID: id, Key: k, State: StateOpen, Opened: now, Changed: now})
+			w.noteDetectionLocked(k.Image, now)
 		}
 	}
 	e.pods[podKey] = struct{}{}
