@@ -16,15 +16,27 @@ type Config struct {
 	AppToken      string `envconfig:"SLACK_APP_TOKEN" desc:"Slack app-level token (xapp-…) for Socket Mode"`
 	SigningSecret string `envconfig:"SLACK_SIGNING_SECRET" desc:"Slack signing secret, for HTTP mode"`
 	Channel       string `envconfig:"SLACK_CHANNEL" default:"#pullfix" desc:"default channel for notifications"`
+	Channels      string `envconfig:"SLACK_CHANNELS" desc:"channel per namespace: team-a=C0123,team-b=#team-b"`
+	Approvers     string `envconfig:"SLACK_APPROVERS" desc:"who may approve fixes: U123,S456 (users, user groups); per namespace after ';': U123;team-a=U789,S999"`
+	OpenActions   bool   `envconfig:"SLACK_OPEN_ACTIONS" default:"true" desc:"anyone in the channel may Re-check, Snooze and Dismiss"`
+	HTTPPath      string `envconfig:"SLACK_HTTP_PATH" default:"/slack/events" desc:"HTTP mode: the path Slack posts commands and interactions to, on PULLFIX_LISTEN_ADDR"`
+	SlackAPIURL   string `envconfig:"SLACK_API_URL" desc:"Slack Web API base URL (default Slack's; tests and the demo point it at the local emulator)"`
 
 	// Cluster.
 	Cluster    string   `envconfig:"CLUSTER_NAME" default:"default" desc:"cluster name shown in every message"`
 	Namespaces []string `envconfig:"NAMESPACES" desc:"comma-separated namespaces to watch (default: all)"`
 	Kubeconfig string   `envconfig:"KUBECONFIG" desc:"kubeconfig path (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)"`
 
+	// High availability: one leader among the replicas; state in a ConfigMap.
+	LeaderElection bool   `envconfig:"LEADER_ELECTION" default:"false" desc:"elect one leader on a Lease (the chart turns it on)"`
+	LeaseName      string `envconfig:"LEASE_NAME" default:"pullfix" desc:"name of the Lease in the bot's namespace"`
+	StateConfigMap string `envconfig:"STATE_CONFIGMAP" default:"pullfix-state" desc:"ConfigMap in the bot's namespace that keeps incidents and their messages across restarts"`
+	PodNamespace   string `envconfig:"POD_NAMESPACE" desc:"the bot's own namespace (the chart sets it from the downward API); unset: no state ConfigMap, no leader election"`
+
 	// Registry probing.
-	RegistryMirrors string        `envconfig:"REGISTRY_MIRRORS" desc:"registry mirrors the nodes use, e.g. docker.io=mirror.local:5000,quay.io=…"`
-	ProbeTimeout    time.Duration `envconfig:"PROBE_TIMEOUT" default:"5s" desc:"hard timeout of each registry request"`
+	RegistryMirrors   string        `envconfig:"REGISTRY_MIRRORS" desc:"registry mirrors the nodes use, e.g. docker.io=mirror.local:5000,quay.io=…"`
+	ProbeTimeout      time.Duration `envconfig:"PROBE_TIMEOUT" default:"5s" desc:"hard timeout of each registry request"`
+	PullSecretProbing bool          `envconfig:"PULL_SECRET_PROBING" default:"true" desc:"look for Secrets in the namespace that hold working pull credentials (needs get on secrets)"`
 
 	// Process.
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
@@ -41,6 +53,9 @@ func loadConfig() (Config, error) {
 	}
 	if c.BotToken != "" && c.AppToken == "" && c.SigningSecret == "" {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_SLACK_BOT_TOKEN is set but neither PULLFIX_SLACK_APP_TOKEN (Socket Mode) nor PULLFIX_SLACK_SIGNING_SECRET (HTTP mode) is")
+	}
+	if c.LeaderElection && c.PodNamespace == "" {
+		return Config{}, fmt.Errorf("configuration: PULLFIX_LEADER_ELECTION needs PULLFIX_POD_NAMESPACE (the namespace of the Lease)")
 	}
 	if c.ProbeTimeout <= 0 {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_PROBE_TIMEOUT must be positive, got %s", c.ProbeTimeout)

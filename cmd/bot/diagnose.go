@@ -41,23 +41,11 @@ func runDiagnose(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
 		return 2
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+	env, code := setup(stderr)
+	if code != 0 {
+		return code
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	cs, _, err := kubeClient(cfg.Kubeconfig)
-	if err != nil {
-		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
-		return 1
-	}
-	d, err := newDiagnoser(cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
-		return 2
-	}
-	incs, err := watch.DiagnoseWorkload(ctx, cs, d, log, cfg.Cluster, *ns, wl)
+	incs, err := watch.DiagnoseWorkload(ctx, env.cs, env.diag, env.log, env.cfg.Cluster, *ns, wl)
 	if errors.Is(err, watch.ErrWorkloadNotFound) {
 		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
 		return 1

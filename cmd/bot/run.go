@@ -6,14 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slack-go/slack"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
 )
 
@@ -23,51 +27,164 @@ func init() {
 }
 
 // runWatch is `bot run`: watch the cluster and report each broken workload
-// once. Without Slack tokens it reports on the console.
+// once: in Slack when a bot token is set, on the console otherwise.
 func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		fmt.Fprintf(stderr, "bot run takes no arguments; configure it with PULLFIX_* variables (see README)\n")
 		return 2
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+	env, code := setup(stderr)
+	if code != 0 {
+		return code
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	cs, where, err := kubeClient(cfg.Kubeconfig)
-	if err != nil {
-		fmt.Fprintf(stderr, "bot: %v\n", err)
-		return 1
-	}
-	d, err := newDiagnoser(cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "bot: %v\n", err)
-		return 2
-	}
-	if cfg.BotToken != "" {
-		log.Warn("Slack tokens are set but this build reports on the console only")
-	}
-	// People read text on a terminal; a pipe or a log collector gets JSON lines.
-	human := false
-	if f, ok := stdout.(*os.File); ok {
-		human = readerIsTerminal(f)
-	}
-	n := newConsole(stdout, human)
-	w := watch.New(cs, d, n,
-		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log))
+	cfg, log := env.cfg, env.log
 	reg := prometheus.NewRegistry()
-	addr, err := serveOps(ctx, cfg.ListenAddr, reg, probes{ready: w.HasSynced}, log)
+	metrics := watch.NewMetrics(reg)
+	opts := []watch.Option{
+		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log), watch.WithMetrics(metrics),
+	}
+	if cfg.PodNamespace != "" {
+		opts = append(opts, watch.WithStateConfigMap(cfg.PodNamespace, cfg.StateConfigMap))
+	}
+	if cfg.LeaderElection {
+		opts = append(opts, watch.WithLeaderElection(watch.LeaderConfig{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
+	}
+	patcher := watch.NewPatcher(env.cs, watch.WithPatcherLogger(log))
+
+	var notifier watch.Notifier
+	var b *bridge
+	extra := map[string]http.Handler{}
+	if cfg.BotToken == "" {
+		// People read text on a terminal; a pipe or a log collector gets JSON lines.
+		human := false
+		if f, ok := stdout.(*os.File); ok {
+			human = readerIsTerminal(f)
+		}
+		notifier = newConsole(stdout, human)
+	} else {
+		b = newBridge(nil, patcher, env.cs, env.diag, env.prober, cfg, log)
+		app, err := newSlackApp(ctx, cfg, b, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "bot: %v\n", err)
+			return 1
+		}
+		defer app.Close()
+		b.app = app
+		notifier = b
+		if cfg.AppToken != "" {
+			// Slack hands each Socket Mode event to one open connection, so
+			// only the leader holds one: it moves with leadership.
+			opts = append(opts, watch.WithOnLeading(func(ctx context.Context) {
+				if err := app.Run(ctx); err != nil {
+					log.Error("Slack Socket Mode stopped", "err", err)
+				}
+			}))
+		} else {
+			extra[cfg.HTTPPath] = app.Handler()
+		}
+	}
+	w := watch.New(env.cs, env.diag, notifier, opts...)
+	if b != nil {
+		b.w = w
+	}
+	addr, err := serveOps(ctx, cfg.ListenAddr, reg, probes{ready: w.HasSynced}, extra, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: PULLFIX_LISTEN_ADDR %s: %v\n", cfg.ListenAddr, err)
 		return 1
 	}
-	log.Info("pullfix starting", "version", version, "cluster", cfg.Cluster, "kubeconfig", where, "ops", addr)
+	mode := "console"
+	switch {
+	case cfg.BotToken != "" && cfg.AppToken != "":
+		mode = "slack socket mode"
+	case cfg.BotToken != "":
+		mode = "slack http mode at " + cfg.HTTPPath
+	}
+	log.Info("pullfix starting", "version", version, "cluster", cfg.Cluster, "kubeconfig", env.where, "ops", addr, "report", mode)
 	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// newSlackApp connects to Slack (checking the bot token with auth.test, so
+// a bad token is a clear start-up error) and builds the app around b.
+func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger) (*slackapp.App, error) {
+	opts := []slack.Option{}
+	if cfg.AppToken != "" {
+		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
+	}
+	if cfg.SlackAPIURL != "" {
+		opts = append(opts, slack.OptionAPIURL(cfg.SlackAPIURL))
+	}
+	api := slack.New(cfg.BotToken, opts...)
+	who, err := api.AuthTestContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("Slack refused PULLFIX_SLACK_BOT_TOKEN (auth.test): %v", err)
+	}
+	log.Info("connected to Slack", "team", who.Team, "bot", who.User)
+	policy, err := slackapp.ParseApprovers(cfg.Approvers)
+	if err != nil {
+		return nil, fmt.Errorf("PULLFIX_SLACK_APPROVERS: %w", err)
+	}
+	channels, err := parsePairs(cfg.Channels)
+	if err != nil {
+		return nil, fmt.Errorf("PULLFIX_SLACK_CHANNELS: %w", err)
+	}
+	approvers := slackapp.NewApprovers(policy, slackapp.SlackGroupMembers{API: api}, slackapp.WithOpenActions(cfg.OpenActions))
+	return slackapp.New(api, slackapp.Config{
+		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
+	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers}, slackapp.WithLogger(log)), nil
+}
+
+// parsePairs parses "a=x,b=y" (namespace=channel).
+func parsePairs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q is not NAMESPACE=CHANNEL", part)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// runEnv is what every cluster-facing subcommand needs.
+type runEnv struct {
+	cfg    Config
+	log    *slog.Logger
+	cs     kubernetes.Interface
+	where  string
+	prober *diagnose.Prober
+	diag   *diagnose.Diagnoser
+}
+
+// setup reads the configuration, connects to the cluster and builds the
+// diagnoser; on failure it has said why on stderr and returns the exit code.
+func setup(stderr io.Writer) (runEnv, int) {
+	cfg, err := loadConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return runEnv{}, 2
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	cs, where, err := kubeClient(cfg.Kubeconfig)
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: %v\n", err)
+		return runEnv{}, 1
+	}
+	p, d, err := newDiagnoser(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: %v\n", err)
+		return runEnv{}, 2
+	}
+	return runEnv{cfg: cfg, log: log, cs: cs, where: where, prober: p, diag: d}, 0
 }
 
 // kubeClient connects the way kubectl would: in-cluster when running in a
@@ -103,18 +220,18 @@ func kubeClient(path string) (kubernetes.Interface, string, error) {
 }
 
 // newDiagnoser builds the registry prober and diagnoser from configuration.
-func newDiagnoser(cfg Config, log *slog.Logger) (*diagnose.Diagnoser, error) {
+func newDiagnoser(cfg Config, log *slog.Logger) (*diagnose.Prober, *diagnose.Diagnoser, error) {
 	opts := []diagnose.Option{diagnose.WithTimeout(cfg.ProbeTimeout), diagnose.WithLogger(log), diagnose.WithUserAgent("pullfix/" + version)}
 	if cfg.RegistryMirrors != "" {
 		m, err := diagnose.ParseMirrors(cfg.RegistryMirrors)
 		if err != nil {
-			return nil, fmt.Errorf("PULLFIX_REGISTRY_MIRRORS: %w", err)
+			return nil, nil, fmt.Errorf("PULLFIX_REGISTRY_MIRRORS: %w", err)
 		}
 		opts = append(opts, diagnose.WithMirrors(m))
 	}
 	p, err := diagnose.NewProber(opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return diagnose.NewDiagnoser(p, diagnose.WithDiagnoserLogger(log)), nil
+	return p, diagnose.NewDiagnoser(p, diagnose.WithDiagnoserLogger(log)), nil
 }

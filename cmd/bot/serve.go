@@ -22,7 +22,9 @@ type probes struct {
 // serveOps serves /healthz, /readyz and /metrics on addr until ctx ends.
 // It returns the bound address (useful with ":0") or an error when the
 // address cannot be bound.
-func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, p probes, log *slog.Logger) (string, error) {
+//
+// extra adds handlers by path (the Slack endpoint in HTTP mode).
+func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, p probes, extra map[string]http.Handler, log *slog.Logger) (string, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -36,6 +38,9 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, p prob
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	for path, h := range extra {
+		mux.Handle(path, h)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err

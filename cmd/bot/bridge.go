@@ -1,0 +1,402 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/slackapp"
+	"github.com/pullfix/pullfix/internal/watch"
+)
+
+// bridge joins the two edges that never import each other: it is the
+// watcher's Notifier (posting through the Slack app) and the Slack app's
+// Incidents, Fixer and OnDemand (acting through the watcher and patcher).
+// The image a button deploys is always looked up here, in the watcher's
+// state, from the incident id and candidate id the button carries.
+type bridge struct {
+	w       *watch.Watcher
+	p       *watch.Patcher
+	cs      kubernetes.Interface
+	diag    watch.Diagnoser
+	prober  *diagnose.Prober
+	app     *slackapp.App
+	cluster string
+	scope   []string // watched namespaces; empty means all
+	secrets bool     // pull-secret probing on
+	log     *slog.Logger
+
+	mu sync.Mutex
+	// proven caches, per incident, the pull secrets shown to work.
+	proven map[string][]string
+	// reported holds incidents whose fix the Slack app followed to ready
+	// itself, so the watcher's later Resolved adds no second message.
+	reported map[string]bool
+}
+
+func newBridge(w *watch.Watcher, p *watch.Patcher, cs kubernetes.Interface, d watch.Diagnoser, prober *diagnose.Prober, cfg Config, log *slog.Logger) *bridge {
+	return &bridge{
+		w: w, p: p, cs: cs, diag: d, prober: prober, cluster: cfg.Cluster, scope: cfg.Namespaces,
+		secrets: cfg.PullSecretProbing, log: log, proven: map[string][]string{}, reported: map[string]bool{},
+	}
+}
+
+// ---- watch.Notifier ----
+
+func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error) {
+	return b.app.Opened(ctx, b.toSlack(ctx, inc))
+}
+
+// Updated: every lifecycle change (fixing, dismissed, snoozed) starts with a
+// click, and the Slack app edits the message itself as it handles it.
+func (b *bridge) Updated(context.Context, watch.Incident) error { return nil }
+
+func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
+	b.mu.Lock()
+	done := b.reported[inc.ID]
+	delete(b.reported, inc.ID)
+	delete(b.proven, inc.ID)
+	b.mu.Unlock()
+	if done || inc.NotifyRef == "" {
+		return nil
+	}
+	r := slackapp.Resolution{}
+	if inc.State == watch.StateFixing {
+		r.Actor = inc.By
+	}
+	return b.app.Resolved(ctx, b.toSlack(ctx, inc), r)
+}
+
+func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
+	if g.NotifyRef == "" || g.Diagnosis == nil {
+		return nil
+	}
+	in := slackapp.GroupInput{Cluster: b.cluster, GroupID: g.ID, Diagnosis: *g.Diagnosis, State: slackapp.StateResolved}
+	for _, m := range g.Members {
+		in.Workloads = append(in.Workloads, slackapp.GroupWorkload{
+			Namespace: m.Key.Namespace, Kind: m.Key.Kind, Name: m.Key.Name, Container: m.Key.Container,
+			Image: m.Key.Image, PodCount: len(m.Pods),
+		})
+		switch m.State {
+		case watch.StateOpen, watch.StateNotified, watch.StateFixing:
+			in.State = slackapp.StateOpen
+		case watch.StateSnoozed:
+			if in.State != slackapp.StateOpen {
+				in.State, in.Until = slackapp.StateSnoozed, m.SnoozedUntil
+			}
+		case watch.StateDismissed:
+			if in.State == slackapp.StateResolved {
+				in.State, in.Actor = slackapp.StateDismissed, m.By
+			}
+		}
+	}
+	return b.app.EditRoot(ctx, g.NotifyRef, slackapp.RenderGroup(in))
+}
+
+// ---- slackapp.Incidents ----
+
+func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, error) {
+	if g, ok := b.w.Group(id); ok && len(g.Members) > 0 {
+		inc := b.toSlack(ctx, g.Members[0])
+		inc.ID, inc.Ref = g.ID, g.NotifyRef
+		return inc, nil
+	}
+	inc, ok := b.w.Incident(id)
+	if !ok {
+		return slackapp.Incident{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, id)
+	}
+	return b.toSlack(ctx, inc), nil
+}
+
+func (b *bridge) List(ctx context.Context, namespace string) ([]slackapp.Incident, error) {
+	var out []slackapp.Incident
+	for _, inc := range b.w.Incidents() {
+		if namespace == "" || inc.Key.Namespace == namespace {
+			out = append(out, b.toSlack(ctx, inc))
+		}
+	}
+	return out, nil
+}
+
+// MarkFixing is the double-click guard: the check and the mark happen
+// under one lock, so of two concurrent clicks exactly one goes on.
+func (b *bridge) MarkFixing(ctx context.Context, id, approver string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	inc, ok := b.w.Incident(id)
+	if !ok {
+		return fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, id)
+	}
+	if inc.State == watch.StateFixing {
+		return &slackapp.FixInProgressError{By: inc.By}
+	}
+	return b.w.MarkFixing(ctx, id, approver)
+}
+
+func (b *bridge) ClearFixing(ctx context.Context, id string) error {
+	return b.w.ClearFixing(ctx, id)
+}
+
+func (b *bridge) Dismiss(ctx context.Context, id, user string) error {
+	return b.w.Dismiss(ctx, id, user)
+}
+
+func (b *bridge) Snooze(ctx context.Context, id, user string, until time.Time) error {
+	return b.w.Snooze(ctx, id, until, user)
+}
+
+func (b *bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, error) {
+	inc, err := b.w.Recheck(ctx, id)
+	if err != nil {
+		return slackapp.Incident{}, err
+	}
+	b.mu.Lock()
+	delete(b.proven, id)
+	b.mu.Unlock()
+	return b.toSlack(ctx, inc), nil
+}
+
+// toSlack converts a watcher incident into what the Slack app renders,
+// finding proven pull secrets once for credential causes.
+func (b *bridge) toSlack(ctx context.Context, inc watch.Incident) slackapp.Incident {
+	out := slackapp.Incident{
+		ID: inc.ID, Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name,
+		Container: inc.Key.Container, Image: inc.Key.Image, Pods: inc.Pods, State: string(inc.State),
+		Diagnosis: inc.Diagnosis, Ref: inc.NotifyRef,
+	}
+	if inc.State == watch.StateFixing {
+		out.FixingBy = inc.By
+	}
+	out.ProvenSecrets = b.provenSecrets(ctx, inc)
+	return out
+}
+
+// credentialCauses are the causes a pull secret can fix.
+var credentialCauses = []diagnose.Cause{diagnose.Unauthorized, diagnose.AccessDenied, diagnose.CredentialsExpired, diagnose.NotFoundOrUnauthorized}
+
+func (b *bridge) provenSecrets(ctx context.Context, inc watch.Incident) []string {
+	if !b.secrets || b.prober == nil || inc.Diagnosis == nil || !slices.Contains(credentialCauses, inc.Diagnosis.Cause) {
+		return nil
+	}
+	b.mu.Lock()
+	s, ok := b.proven[inc.ID]
+	b.mu.Unlock()
+	if ok {
+		return s
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	found, err := watch.FindWorkingPullSecrets(ctx, b.cs, inc.Key.Namespace, inc.Key.Image, inc.Diagnosis.Target.Platform, b.prober, watch.WithFindLogger(b.log))
+	if err != nil {
+		b.log.Warn("looking for working pull secrets", "incident", inc.ID, "err", err)
+		return nil
+	}
+	// Secrets the pod already names are not a fix.
+	found = slices.DeleteFunc(found, func(s string) bool { return slices.Contains(inc.Diagnosis.Target.PullSecrets, s) })
+	b.mu.Lock()
+	b.proven[inc.ID] = found
+	b.mu.Unlock()
+	return found
+}
+
+// ---- slackapp.Fixer ----
+
+func (b *bridge) SetImage(ctx context.Context, incidentID, candidateID, approver string) (slackapp.FixResult, error) {
+	inc, ok := b.w.Incident(incidentID)
+	if !ok {
+		return slackapp.FixResult{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, incidentID)
+	}
+	var image string
+	if inc.Diagnosis != nil {
+		for _, c := range inc.Diagnosis.Candidates {
+			if c.ID == candidateID {
+				image = c.Image
+			}
+		}
+	}
+	if image == "" {
+		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("candidate %q is not one the diagnosis verified", candidateID)}
+	}
+	res, err := b.p.SetImage(ctx, watch.FixRequest{Key: inc.Key, NewImage: image, Approver: approverName(approver)})
+	if err != nil {
+		return slackapp.FixResult{}, refused(err)
+	}
+	return slackapp.FixResult{From: res.OldImage, To: res.NewImage, Note: strings.Join(res.Warnings, "; ")}, nil
+}
+
+func (b *bridge) AddPullSecret(ctx context.Context, incidentID, secret, approver string) (slackapp.FixResult, error) {
+	inc, ok := b.w.Incident(incidentID)
+	if !ok {
+		return slackapp.FixResult{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, incidentID)
+	}
+	if !slices.Contains(b.provenSecrets(ctx, inc), secret) {
+		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("secret %q is not proven to hold working credentials for %s", secret, inc.Key.Image)}
+	}
+	res, err := b.p.AddPullSecret(ctx, watch.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: approverName(approver)})
+	if err != nil {
+		return slackapp.FixResult{}, refused(err)
+	}
+	return slackapp.FixResult{From: "", To: res.PullSecret, Note: strings.Join(res.Warnings, "; ")}, nil
+}
+
+func (b *bridge) FollowRollout(ctx context.Context, incidentID string, progress func(slackapp.RolloutProgress)) (slackapp.RolloutResult, error) {
+	inc, ok := b.w.Incident(incidentID)
+	if !ok {
+		return slackapp.RolloutResult{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, incidentID)
+	}
+	st, err := b.p.FollowRollout(ctx, inc.Key, func(s watch.RolloutStatus) {
+		progress(slackapp.RolloutProgress{Ready: int(s.ReadyPods), Desired: int(s.Desired), Message: s.Summary})
+	})
+	rr := slackapp.RolloutResult{Ready: st.Ready, ReadyPods: int(st.ReadyPods), Desired: int(st.Desired), Image: st.Image, Message: st.Summary}
+	if st.Ready {
+		b.mu.Lock()
+		b.reported[incidentID] = true
+		b.mu.Unlock()
+	}
+	if len(st.Failing) > 0 && inc.Diagnosis != nil {
+		// Still failing: diagnose the new image from the failing pod's words.
+		f := st.Failing[0]
+		t := inc.Diagnosis.Target
+		t.Image, t.Reason, t.Message, t.Hints = f.Image, f.Reason, f.Message, nil
+		d := b.diag.Diagnose(ctx, t, nil)
+		rr.Diagnosis = &d
+	}
+	return rr, err
+}
+
+// refused turns the patcher's refusals into words for the clicker; other
+// errors stay errors.
+func refused(err error) error {
+	var stale *watch.StaleError
+	var dry *watch.DryRunError
+	var notPatchable *watch.NotPatchableError
+	var ref *diagnose.ReferenceError
+	switch {
+	case errors.As(err, &stale), errors.As(err, &dry), errors.As(err, &notPatchable), errors.As(err, &ref),
+		errors.Is(err, watch.ErrConflict), errors.Is(err, watch.ErrPullSecretPresent), errors.Is(err, watch.ErrWorkloadNotFound):
+		return &slackapp.FixRefusedError{Reason: err.Error()}
+	}
+	return err
+}
+
+// approverName is how the approver appears in the change-cause and Event:
+// the Slack user id in mention form, which Slack renders as the name.
+func approverName(user string) string {
+	if user == "" {
+		return ""
+	}
+	return "<@" + user + "> (Slack)"
+}
+
+// ---- slackapp.OnDemand ----
+
+func (b *bridge) Diagnose(ctx context.Context, namespace, kind, name string) (slackapp.Incident, bool, error) {
+	wl, err := watch.ParseWorkload(strings.TrimPrefix(kind+"/"+name, "/"))
+	if err != nil {
+		return slackapp.Incident{}, false, err
+	}
+	if namespace == "" {
+		if namespace, err = b.findNamespace(ctx, wl); err != nil {
+			return slackapp.Incident{}, false, err
+		}
+	}
+	if len(b.scope) > 0 && !slices.Contains(b.scope, namespace) {
+		return slackapp.Incident{}, false, fmt.Errorf("namespace %q is outside what this bot watches (%s)", namespace, strings.Join(b.scope, ", "))
+	}
+	incs, err := watch.DiagnoseWorkload(ctx, b.cs, b.diag, b.log, b.cluster, namespace, wl)
+	if err != nil {
+		return slackapp.Incident{}, false, err
+	}
+	if len(incs) == 0 {
+		return slackapp.Incident{Namespace: namespace, Kind: wl.Kind, Name: wl.Name}, true, nil
+	}
+	inc := incs[0]
+	inc.ID = watch.IncidentID(inc.Key)
+	if known, ok := b.w.Incident(inc.ID); ok {
+		// The watcher tracks it: answer with its state (so the buttons
+		// work) and the fresh diagnosis.
+		known.Diagnosis = inc.Diagnosis
+		inc = known
+	}
+	return b.toSlack(ctx, inc), false, nil
+}
+
+// findNamespace finds the one namespace in scope holding a workload of
+// that name; none or several is an error that says so.
+func (b *bridge) findNamespace(ctx context.Context, wl watch.Workload) (string, error) {
+	sel := fields.OneTermEqualSelector("metadata.name", wl.Name).String()
+	var found []string
+	namespaces := b.scope
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		var items []metav1.Object
+		opts := metav1.ListOptions{FieldSelector: sel}
+		switch wl.Kind {
+		case "Deployment":
+			l, err := b.cs.AppsV1().Deployments(ns).List(ctx, opts)
+			if err != nil {
+				return "", listErr(wl, err)
+			}
+			for i := range l.Items {
+				items = append(items, &l.Items[i])
+			}
+		case "StatefulSet":
+			l, err := b.cs.AppsV1().StatefulSets(ns).List(ctx, opts)
+			if err != nil {
+				return "", listErr(wl, err)
+			}
+			for i := range l.Items {
+				items = append(items, &l.Items[i])
+			}
+		case "DaemonSet":
+			l, err := b.cs.AppsV1().DaemonSets(ns).List(ctx, opts)
+			if err != nil {
+				return "", listErr(wl, err)
+			}
+			for i := range l.Items {
+				items = append(items, &l.Items[i])
+			}
+		default:
+			return "", fmt.Errorf("say which namespace holds %s: /pullfix %s -n NAMESPACE", wl, strings.ToLower(wl.Kind)+"/"+wl.Name)
+		}
+		for _, o := range items {
+			found = append(found, o.GetNamespace())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w: no %s named %q in %s", watch.ErrWorkloadNotFound, wl.Kind, wl.Name, scopeWords(b.scope))
+	case 1:
+		return found[0], nil
+	default:
+		slices.Sort(found)
+		return "", fmt.Errorf("%s %q exists in several namespaces (%s): add -n NAMESPACE", wl.Kind, wl.Name, strings.Join(found, ", "))
+	}
+}
+
+func listErr(wl watch.Workload, err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("this bot may not list %ss here; add -n NAMESPACE", wl.Kind)
+	}
+	return fmt.Errorf("looking for %s: %w", wl, err)
+}
+
+func scopeWords(scope []string) string {
+	if len(scope) == 0 {
+		return "any namespace"
+	}
+	return "namespaces " + strings.Join(scope, ", ")
+}
