@@ -262,9 +262,10 @@ func TestDeploymentStormIsOneIncident(t *testing.T) {
 	e := newEnv(t)
 	e.deployment("ui-new", badImage, 20)
 
-	poll(t, 60*time.Second, "20 failing pods in one incident", func(context.Context) (bool, error) {
+	poll(t, 60*time.Second, "20 failing pods in one notified incident", func(context.Context) (bool, error) {
 		incs := e.w.Incidents()
-		return len(incs) == 1 && len(incs[0].Pods) == 20, nil
+		opened, _ := e.rec.snapshot()
+		return len(incs) == 1 && len(incs[0].Pods) == 20 && len(opened) > 0, nil
 	})
 	opened, _ := e.rec.snapshot()
 	if len(opened) != 1 {
