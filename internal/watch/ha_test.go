@@ -157,8 +157,9 @@ func TestRestartNoDuplicate(t *testing.T) {
 // TestAPIServerRestart: the API server restarts mid-watch; informers
 // recover, a failure created after the restart is posted once, and the
 // one posted before is not posted again. The watcher runs with leader
-// election: the outage outlasts its renew deadline, so it also loses the
-// Lease, campaigns again and reloads its state before it leads again. The
+// election on a 2s renew deadline: the outage (3-11s here) usually
+// outlasts it, so the watcher also loses the Lease, campaigns again and
+// reloads its state before it leads again (logged "lost leadership"). The
 // control plane is shared by the package, whose tests are not parallel.
 func TestAPIServerRestart(t *testing.T) {
 	e := newCluster(t)
