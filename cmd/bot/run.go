@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/slackapp"
@@ -174,6 +175,11 @@ func setup(stderr io.Writer) (runEnv, int) {
 		return runEnv{}, 2
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	// client-go reports through klog (leader election, a reflector's
+	// forbidden or failed watch): send that through the same logger, so
+	// the log is one format (JSON lines for collectors) and RBAC denials
+	// are not lost on a side channel.
+	klog.SetSlogLogger(log)
 	cs, where, err := kubeClient(cfg.Kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
