@@ -7,7 +7,7 @@
 
 GO ?= go
 
-.PHONY: run test k8s-bins tools unit
+.PHONY: run test k8s-bins tools unit browser
 
 run:
 	$(GO) run ./hack/run
@@ -21,7 +21,12 @@ k8s-bins:
 tools:
 	./hack/build-helm.sh
 
-test: k8s-bins tools
+# browser installs Debian's chromium (and a colour emoji font, so the
+# messages' emoji render) for the demo's browser test (hack/run).
+browser:
+	command -v chromium >/dev/null && test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || (apt-get update && apt-get install -y chromium fonts-noto-color-emoji)
+
+test: k8s-bins tools browser
 	$(GO) vet ./...
 	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh)" PULLFIX_HELM="$$(./hack/build-helm.sh)" $(GO) test -count=1 -timeout 30m ./...
 

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/pullfix/pullfix/internal/slackapp"
+	"github.com/pullfix/pullfix/internal/testenv/controlplane"
+)
+
+var cp *controlplane.ControlPlane
+
+func TestMain(m *testing.M) { os.Exit(controlplane.Run(m, &cp)) }
+
+// Selectors of the page (internal/testenv/slackemu/web): the fix button is
+// found by its words, as a person finds it.
+const (
+	setImageButton = `//button[contains(., "Set image to") and contains(., "retail-store-sample-ui:1.2.1")]`
+	modalOpen      = `#modal-back:not([hidden])`
+	resolvedHeader = `//div[@class="msg"]//div[contains(@class, "b-header") and contains(., "ui-new 1/1 Running")]`
+	patchedReply   = `//div[@class="thread"]//div[@class="reply"][contains(., "Patched")]`
+	panelReady     = `//li[@data-tone="ok" and contains(., "Deployment ui-new: ready 1/1")]`
+)
+
+// TestDemoInBrowser is the README's demo, end to end, in a real browser:
+// the demo's world (control plane, kubelet simulator, registry with the
+// runbook's images, Slack emulator and its page) and the real bot binary
+// on Socket Mode; headless Chromium loads the page, sees the diagnosis,
+// clicks "Set image to …retail-store-sample-ui:1.2.1", cancels the confirm
+// dialog (nothing may reach the bot), clicks again and confirms, and waits
+// until the page shows the root message edited to "ui-new 1/1 Running", the
+// patch in its thread and the panel's Deployment ready. The cluster and the
+// emulator's record are then checked independently of the page, and the
+// final page is saved as docs/demo.png, the README's picture.
+func TestDemoInBrowser(t *testing.T) {
+	controlplane.Require(t, cp)
+	chromium := requireChromium(t)
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+
+	began := time.Now()
+	var progress syncBuffer
+	l, err := startLocal(ctx, localOptions{cp: cp, emulateSlack: true, pageAddr: "127.0.0.1:0", out: &progress})
+	if err != nil {
+		t.Fatalf("start the demo: %v\n%s", err, progress.String())
+	}
+	defer l.Close()
+	t.Logf("demo world up in %s; page %s", time.Since(began).Round(100*time.Millisecond), l.PageURL)
+
+	// The real bot, as `make run` runs it; stopped (SIGINT) before the
+	// world it talks to.
+	botCtx, stopBot := context.WithCancel(ctx)
+	var botLog syncBuffer
+	botDone := make(chan error, 1)
+	env := append(os.Environ(), l.Env...)
+	env = append(env, "PULLFIX_LISTEN_ADDR=127.0.0.1:0", "PULLFIX_LOG_LEVEL=debug")
+	go func() { botDone <- bot(botCtx, root, env, &botLog, &botLog) }()
+	defer func() {
+		stopBot()
+		if err := <-botDone; err != nil {
+			t.Errorf("bot exited: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("demo progress:\n%s\nbot log (last 60 lines):\n%s", progress.String(), lastLines(botLog.String(), 60))
+		}
+	}()
+
+	browser, closeBrowser := newBrowser(t, ctx, chromium)
+	defer closeBrowser()
+
+	step := func(what string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(browser, timeout)
+		defer scancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v (page text: %q)", what, err, pageText(browser))
+		}
+	}
+
+	step("load the page", 30*time.Second,
+		chromedp.EmulateViewport(1280, 720),
+		chromedp.Navigate(l.PageURL),
+		chromedp.WaitVisible(chromedp.CSS(`#channel-name`)),
+	)
+	// The bot is built, connects over Socket Mode, sees the pod in
+	// ImagePullBackOff, probes the registry and posts.
+	step("the bot's diagnosis with its fix button", 3*time.Minute,
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="up"]`)),
+		chromedp.WaitVisible(`//div[contains(@class, "b-header") and contains(., "Repository not found")]`),
+		chromedp.WaitVisible(setImageButton),
+	)
+	posted := time.Since(began)
+	t.Logf("diagnosis on the page %s after start", posted.Round(100*time.Millisecond))
+
+	// Cancel first: the confirm dialog must stop the click.
+	step("open the confirm dialog and cancel", 20*time.Second,
+		chromedp.Click(setImageButton),
+		chromedp.WaitVisible(chromedp.CSS(modalOpen)),
+	)
+	dialog, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#modal`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Set image?", badImage, goodImage, "Cancel"} {
+		if !strings.Contains(dialog, want) {
+			t.Errorf("confirm dialog %q lacks %q", dialog, want)
+		}
+	}
+	step("cancel", 10*time.Second,
+		chromedp.Click(chromedp.CSS(`#modal-deny`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#modal`)),
+	)
+
+	clicked := time.Now()
+	step("click again and confirm", 20*time.Second,
+		chromedp.Click(setImageButton),
+		chromedp.WaitVisible(chromedp.CSS(modalOpen)),
+		chromedp.Click(chromedp.CSS(`#modal-confirm`)),
+	)
+	step("root message edited to 1/1 Running, steps in its thread", 2*time.Minute,
+		chromedp.WaitVisible(resolvedHeader),
+		chromedp.WaitVisible(patchedReply),
+	)
+	fixed := time.Since(clicked)
+	step("the panel shows the Deployment ready", 30*time.Second, chromedp.WaitVisible(panelReady))
+	t.Logf("click → 1/1 Running on the page in %s", fixed.Round(100*time.Millisecond))
+
+	// What the page showed, checked where it happened.
+	checkWorld(t, ctx, l)
+
+	shot, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if !bytes.HasPrefix(shot, []byte("\x89PNG")) {
+		t.Fatalf("screenshot is not a PNG (%d bytes)", len(shot))
+	}
+	out := filepath.Join(root, "docs", "demo.png")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s (%d KiB); whole test %s", out, len(shot)/1024, time.Since(began).Round(100*time.Millisecond))
+}
+
+// checkWorld holds the cluster and the emulator's record to what the page
+// showed: exactly one click reached the bot (the cancelled one did not), as
+// alice; the Deployment runs the verified image, ready; the root message was
+// edited and its thread carries the steps.
+func checkWorld(t *testing.T, ctx context.Context, l *localEnv) {
+	t.Helper()
+	var clicks []string
+	for _, env := range l.Emu.Envelopes() {
+		if env.Type == "interactive" {
+			clicks = append(clicks, string(env.Frame))
+		}
+	}
+	if len(clicks) != 1 {
+		t.Errorf("%d interactions reached the bot, want exactly 1 (the cancelled dialog must send none)", len(clicks))
+	} else {
+		var frame struct {
+			Payload struct {
+				User    struct{ ID string }
+				Actions []struct {
+					ActionID string `json:"action_id"`
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(clicks[0]), &frame); err != nil {
+			t.Errorf("interaction frame: %v", err)
+		}
+		if frame.Payload.User.ID != aliceID || len(frame.Payload.Actions) != 1 || frame.Payload.Actions[0].ActionID != slackapp.ActionIDSetImage {
+			t.Errorf("interaction = %+v, want alice's set_image click", frame.Payload)
+		}
+	}
+
+	// The page reports what the emulator recorded; the Deployment is read
+	// from the API server. The rollout may still be settling old pods, so
+	// wait for the Deployment's own view.
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		d, err := l.CS.AppsV1().Deployments("default").Get(ctx, "ui-new", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return d.Spec.Template.Spec.Containers[0].Image == goodImage && d.Status.ReadyReplicas == 1 && d.Status.UpdatedReplicas == 1, nil
+	})
+	if err != nil {
+		d, _ := l.CS.AppsV1().Deployments("default").Get(ctx, "ui-new", metav1.GetOptions{})
+		t.Errorf("deployment ui-new never ran %s ready: %v (%+v)", goodImage, err, d.Status)
+	}
+
+	roots := l.Emu.Messages(channelID)
+	if len(roots) != 1 {
+		t.Fatalf("%d root messages in #pullfix, want 1 (one incident, one message)", len(roots))
+	}
+	if len(roots[0].Edits) == 0 || !strings.Contains(roots[0].Text, "1/1 Running") {
+		t.Errorf("root message not edited to the resolved state: edits=%d text=%q", len(roots[0].Edits), roots[0].Text)
+	}
+	var thread []string
+	for _, m := range l.Emu.Thread(channelID, roots[0].TS)[1:] {
+		thread = append(thread, m.Text)
+	}
+	joined := strings.Join(thread, "\n")
+	for _, want := range []string{"Approved", "Patched", "1/1 Running"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("thread lacks %q:\n%s", want, joined)
+		}
+	}
+}
+
+// requireChromium finds Debian's chromium; without it the test skips with
+// the command that installs it, or fails under CI=true.
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "chromium not found: `make browser` installs Debian's chromium package (apt-get install chromium)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// newBrowser starts headless Chromium with flags for a root user on a
+// closed network: no sandbox, no GPU, no QUIC, and nothing that phones
+// home; a fresh profile each time.
+func newBrowser(t *testing.T, ctx context.Context, path string) (context.Context, func()) {
+	t.Helper()
+	profile, err := os.MkdirTemp("", "pullfix-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("force-color-profile", "srgb"),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 720),
+	)
+	browser, cancelBrowser := chromedp.NewContext(alloc, chromedp.WithErrorf(func(format string, args ...any) {
+		t.Logf("chromedp: "+format, args...)
+	}))
+	if err := chromedp.Do(browser); err != nil { // starts the browser
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("start %s: %v", path, err)
+	}
+	return browser, func() {
+		cancelBrowser()
+		cancelAlloc() // waits for the browser process to exit
+		_ = os.RemoveAll(profile)
+	}
+}
+
+// pageText is the page's visible text, for failure messages.
+func pageText(browser context.Context) string {
+	ctx, cancel := context.WithTimeout(browser, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		return fmt.Sprintf("(unavailable: %v)", err)
+	}
+	return lastLines(s, 40)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// syncBuffer is a bytes.Buffer safe for the bot's two output streams.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
