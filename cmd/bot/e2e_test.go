@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -741,9 +742,9 @@ func (bs blocks) text() string {
 			if s, ok := x["text"].(string); ok {
 				out = append(out, s)
 			}
-			for k, c := range x {
-				if k != "text" || reflect.TypeOf(c).Kind() != reflect.String {
-					walk(c)
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				if _, isString := x[k].(string); k != "text" || !isString {
+					walk(x[k])
 				}
 			}
 		case []any:
@@ -1128,6 +1129,10 @@ func TestSeedTimeout(t *testing.T) {
 	if !strings.Contains(final.header(), "Running") {
 		t.Errorf("resolved header %q does not say Running", final.header())
 	}
+	waitSlack(t, e.emu, 30*time.Second, "the resolution in the thread", func() bool {
+		return slices.ContainsFunc(e.replies(root.TS), func(m slackemu.Message) bool { return strings.HasPrefix(m.Text, "Resolved") })
+	})
+	t.Logf("resolved message:\n%s\nthread: %q", final.text(), texts(e.replies(root.TS)))
 	e.waitState(t, slackapp.Ref(channelID, root.TS), watch.StateResolved)
 	e.quiet(t, 2*time.Second)
 	e.checkNoForbidden(t)
