@@ -43,6 +43,11 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	metrics := watch.NewMetrics(reg)
 	opts := []watch.Option{
 		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log), watch.WithMetrics(metrics),
+		// Diagnoses wait on registries (a black hole holds one for the whole
+		// probe timeout) and posts wait on Slack's per-channel pace: with
+		// watch's default of 4 workers, a storm queues behind a few slow
+		// ones (hack/bench). Workers are goroutines; 16 cost nothing.
+		watch.WithWorkers(16),
 	}
 	if cfg.PodNamespace != "" {
 		opts = append(opts, watch.WithStateConfigMap(cfg.PodNamespace, cfg.StateConfigMap))
@@ -218,6 +223,13 @@ func kubeClient(path string) (kubernetes.Interface, string, error) {
 		}
 	}
 	cfg.UserAgent = "pullfix/" + version
+	if cfg.QPS == 0 && cfg.Burst == 0 {
+		// client-go's default (5 QPS, burst 10) turns a storm of 50 new
+		// incidents — an owner GET, a Deployment GET and a ReplicaSet list
+		// each — into tens of seconds of client-side throttling before the
+		// first post (hack/bench). Reads happen only when something fails.
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("kubernetes client: %w", err)

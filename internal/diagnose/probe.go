@@ -31,6 +31,7 @@ type Prober struct {
 	limiter  *hostLimiter
 	results  *resultCache[ProbeResult]
 	lists    *resultCache[listResult]
+	down     *unreachableMemo
 	requests atomic.Int64
 }
 
@@ -47,6 +48,7 @@ func NewProber(opts ...Option) (*Prober, error) {
 		limiter: newHostLimiter(o.concurrency),
 		results: newResultCache[ProbeResult](o.cacheTTL),
 		lists:   newResultCache[listResult](o.cacheTTL),
+		down:    newUnreachableMemo(o.cacheTTL),
 	}
 	p.rt = &observingTransport{
 		inner:   newBaseTransport(o.base, o.timeout),
@@ -241,13 +243,30 @@ func (p *Prober) probeUncached(ctx context.Context, tg target, cred credential, 
 	if tg.fetch != tg.ref {
 		res.Fetched = tg.fetch.String()
 	}
-	release, err := p.limiter.acquire(ctx, tg.fetch.Context().RegistryStr())
+	host := tg.fetch.Context().RegistryStr()
+	if r, ok := p.down.check(host); ok {
+		r.Image, r.Fetched = res.Image, res.Fetched
+		return r
+	}
+	release, err := p.limiter.acquire(ctx, host)
 	if err != nil {
 		res.Err = &ProbeError{Cause: Unknown, Err: err, Detail: "waiting for a probe slot: " + oneLine(err)}
 		res.Cause, res.Detail = Unknown, res.Err.Detail
 		return res
 	}
 	defer release()
+	// Probes that queued behind the slots of an unreachable host learn it
+	// here instead of each waiting a timeout of its own.
+	if r, ok := p.down.check(host); ok {
+		r.Image, r.Fetched = res.Image, res.Fetched
+		return r
+	}
+	caller := ctx // the probe's own deadline below is not the caller's
+	defer func() {
+		if caller.Err() == nil {
+			p.down.note(host, res)
+		}
+	}()
 
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.o.timeout)
