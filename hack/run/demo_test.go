@@ -5,20 +5,25 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/slack-go/slack"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
+	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 )
 
 var cp *controlplane.ControlPlane
@@ -320,4 +325,142 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestPageRendersBlockKit holds the page's drawing of pullfix's own
+// messages (slackapp.Render*) to Slack's: mrkdwn becomes bold, code,
+// preformatted evidence and mentions with no markup left over; fix buttons
+// are primary with their confirm dialog; thread replies sit under their
+// root; an edited root says "(edited)"; <!date^…> becomes a date. It needs
+// only the emulator and Chromium, not the cluster.
+func TestPageRendersBlockKit(t *testing.T) {
+	chromium := requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	emu, err := slackemu.New(slackemu.WithPostRate(0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	emu.AddUser(aliceID, aliceName)
+	emu.AddChannel(channelID, channelName)
+	srv := httptest.NewServer(emu.Page(slackemu.PageAs(aliceID), slackemu.PageChannel(channelID)))
+	defer srv.Close()
+
+	api := slack.New(emu.BotToken(), slack.OptionAPIURL(emu.APIURL()))
+	in := slackapp.MessageInput{
+		Cluster: "local", Namespace: "default", Kind: "Deployment", Name: "ui-new", Container: "ui",
+		Image: badImage, PodCount: 1, IncidentID: "inc1",
+		Diagnosis: diagnose.Diagnosis{
+			Cause:   diagnose.RepoNotFound,
+			Summary: `The repository of "` + badImage + `" does not exist <here> & now.`,
+			Evidence: []diagnose.Evidence{
+				{Source: diagnose.FromKubelet, Text: badImage + ": not found"},
+				{Source: diagnose.FromProbe, Text: "GET /v2/…/manifests/1.2.1: NAME_UNKNOWN"},
+			},
+			Remedy:     "Check the repository path for a typo.",
+			Candidates: []diagnose.Candidate{{ID: "c1", Image: goodImage, Kind: diagnose.CandidateRepository, Digest: "sha256:729b9e4a3a9570a7", Reason: "closest existing repository"}},
+			Confidence: diagnose.ConfidenceHigh,
+		},
+	}
+	open := slackapp.Render(in)
+	_, ts, err := api.PostMessageContext(ctx, channelID, open.MsgOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Date(2030, 1, 2, 15, 4, 0, 0, time.UTC)
+	reply := slackapp.RenderThreadUpdate(slackapp.ThreadUpdate{Cluster: "local", Namespace: "default", Kind: "Deployment",
+		Name: "ui-new", Event: slackapp.UpdateSnoozed, Actor: aliceID, Until: until})
+	if _, _, err := api.PostMessageContext(ctx, channelID, append(reply.MsgOptions(), slack.MsgOptionTS(ts))...); err != nil {
+		t.Fatal(err)
+	}
+	in.State, in.Actor, in.Until = slackapp.StateSnoozed, aliceID, until
+	if _, _, _, err := api.UpdateMessageContext(ctx, channelID, ts, slackapp.Render(in).MsgOptions()...); err != nil {
+		t.Fatal(err)
+	}
+
+	browser, closeBrowser := newBrowser(t, ctx, chromium)
+	defer closeBrowser()
+	if err := chromedp.Do(browser, chromedp.Navigate(srv.URL), chromedp.WaitVisible(chromedp.CSS(`.reply`))); err != nil {
+		t.Fatalf("load: %v (page text: %q)", err, pageText(browser))
+	}
+	type drawn struct {
+		Header   string   `json:"header"`
+		Bold     []string `json:"bold"`
+		Pre      []string `json:"pre"`
+		Code     []string `json:"code"`
+		Primary  []string `json:"primary"`
+		Mentions []string `json:"mentions"`
+		Edited   bool     `json:"edited"`
+		Replies  []string `json:"replies"`
+		Text     string   `json:"text"`
+	}
+	got, err := chromedp.Run(browser, chromedp.Evaluate[drawn](`(() => {
+		const root = document.querySelector('.msg');
+		const all = (sel, from) => [...(from || root).querySelectorAll(sel)].map(n => n.innerText.trim());
+		return {
+			header: root.querySelector('.b-header').innerText,
+			bold: all('b'), pre: all('pre'), code: all('code'),
+			primary: all('button.btn.primary'),
+			mentions: all('.mention', document),
+			edited: !!root.querySelector(':scope > .body > .edited'),
+			replies: all('.reply .blocks'),
+			text: document.body.innerText,
+		};
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header != "Repository not found" {
+		t.Errorf("header %q", got.Header)
+	}
+	for _, want := range []string{"Snoozed", "Kubelet said:", "Remedy:", "Workload"} {
+		if !slices.Contains(got.Bold, want) && !slices.ContainsFunc(got.Bold, func(b string) bool { return strings.HasPrefix(b, want) }) {
+			t.Errorf("bold %q missing from %q", want, got.Bold)
+		}
+	}
+	if len(got.Pre) != 2 || got.Pre[0] != badImage+": not found" {
+		t.Errorf("evidence blocks %q", got.Pre)
+	}
+	if !slices.Contains(got.Code, goodImage) || !slices.Contains(got.Code, "ui-new") {
+		t.Errorf("inline code %q lacks the candidate image and the workload", got.Code)
+	}
+	if len(got.Primary) != 1 || got.Primary[0] != "Set image to "+goodImage {
+		t.Errorf("primary buttons %q", got.Primary)
+	}
+	if len(got.Mentions) < 2 || got.Mentions[0] != "@alice" {
+		t.Errorf("mentions %q, want @alice in the root and the reply", got.Mentions)
+	}
+	if !got.Edited {
+		t.Error("the edited root does not say (edited)")
+	}
+	if len(got.Replies) != 1 || !strings.Contains(got.Replies[0], "Snoozed by @alice until") || !strings.Contains(got.Replies[0], "2030") {
+		t.Errorf("thread replies %q", got.Replies)
+	}
+	for _, leak := range []string{"```", "*Remedy", "<@", "<!date", "&lt;", "&amp;", "_verified"} {
+		if strings.Contains(got.Text, leak) {
+			t.Errorf("mrkdwn leaked %q into the page:\n%s", leak, got.Text)
+		}
+	}
+	if !strings.Contains(got.Text, "does not exist <here> & now.") {
+		t.Errorf("escaped text not shown as written:\n%s", got.Text)
+	}
+
+	// The confirm dialog shows Block Kit's texts; Cancel sends nothing.
+	if err := chromedp.Do(browser, chromedp.Click(setImageButton), chromedp.WaitVisible(chromedp.CSS(modalOpen))); err != nil {
+		t.Fatal(err)
+	}
+	dialog, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#modal`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dialog, "Set image?") || !strings.Contains(dialog, badImage+" → "+goodImage) || !strings.Contains(dialog, "Cancel") {
+		t.Errorf("dialog %q", dialog)
+	}
+	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS(`#modal-deny`)), chromedp.WaitNotVisible(chromedp.CSS(`#modal`))); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(emu.Envelopes()); n != 0 {
+		t.Errorf("cancel delivered %d envelopes", n)
+	}
 }
