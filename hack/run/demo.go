@@ -206,14 +206,13 @@ func (l *localEnv) startSlack(addr string, out io.Writer) error {
 // announceFirstPost repeats the page's address once the bot has posted,
 // since by then the bot's own log lines have scrolled the first banner
 // away.
-func (l *localEnv) announceFirstPost(ctx context.Context, out io.Writer) {
-	start := time.Now()
+func (l *localEnv) announceFirstPost(ctx context.Context, out io.Writer, began time.Time) {
 	err := l.Emu.WaitFor(ctx, func() bool { return len(l.Emu.Messages(channelID)) > 0 })
 	if err != nil {
 		return
 	}
-	banner(out, fmt.Sprintf("pullfix posted to #pullfix (%s after start): open %s and click \"Set image to …retail-store-sample-ui:1.2.1\"",
-		time.Since(start).Round(100*time.Millisecond), l.PageURL))
+	banner(out, fmt.Sprintf("pullfix posted to #pullfix %s after `make run` started: open %s and click \"Set image to …retail-store-sample-ui:1.2.1\"",
+		time.Since(began).Round(100*time.Millisecond), l.PageURL))
 }
 
 // Close stops everything startLocal started, in reverse order.

@@ -46,6 +46,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
+	began := time.Now()
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -60,7 +61,7 @@ func run(ctx context.Context) error {
 		return bot(ctx, root, os.Environ(), os.Stdout, os.Stderr)
 	}
 	fmt.Fprintln(os.Stderr, "pullfix: no reachable kubeconfig; starting an embedded local cluster with the runbook's broken ui-new")
-	return local(ctx, root)
+	return local(ctx, root, began)
 }
 
 // reachableKubeconfig reports whether the default kubeconfig (or
@@ -88,7 +89,7 @@ func reachableKubeconfig(ctx context.Context) (string, bool) {
 
 // local runs the embedded cluster (and, without Slack tokens, the emulated
 // Slack channel and its page) until ctx ends.
-func local(ctx context.Context, root string) error {
+func local(ctx context.Context, root string, began time.Time) error {
 	if _, err := controlplane.EnsureBinaries(ctx, root); err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ func local(ctx context.Context, root string) error {
 	defer l.Close()
 	if l.PageURL != "" {
 		banner(os.Stderr, "open "+l.PageURL+" — the emulated Slack channel #pullfix (you are alice, an approver)")
-		go l.announceFirstPost(ctx, os.Stderr)
+		go l.announceFirstPost(ctx, os.Stderr, began)
 	} else {
 		fmt.Fprintln(os.Stderr, "pullfix: PULLFIX_SLACK_BOT_TOKEN is set: reporting to your Slack workspace")
 	}
