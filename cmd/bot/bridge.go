@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -43,12 +44,16 @@ type bridge struct {
 	// reported holds incidents whose fix the Slack app followed to ready
 	// itself, so the watcher's later Resolved adds no second message.
 	reported map[string]bool
+	// inflight holds incidents whose fix the Slack app is applying or
+	// following now: it reports the outcome itself.
+	inflight map[string]bool
 }
 
 func newBridge(w *watch.Watcher, p *watch.Patcher, cs kubernetes.Interface, d watch.Diagnoser, prober *diagnose.Prober, cfg Config, log *slog.Logger) *bridge {
 	return &bridge{
 		w: w, p: p, cs: cs, diag: d, prober: prober, cluster: cfg.Cluster, scope: cfg.Namespaces,
 		secrets: cfg.PullSecretProbing, log: log, proven: map[string][]string{}, reported: map[string]bool{},
+		inflight: map[string]bool{},
 	}
 }
 
@@ -64,7 +69,7 @@ func (b *bridge) Updated(context.Context, watch.Incident) error { return nil }
 
 func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
 	b.mu.Lock()
-	done := b.reported[inc.ID]
+	done := b.reported[inc.ID] || b.inflight[inc.ID]
 	delete(b.reported, inc.ID)
 	delete(b.proven, inc.ID)
 	b.mu.Unlock()
@@ -75,7 +80,38 @@ func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
 	if inc.State == watch.StateFixing {
 		r.Actor = inc.By
 	}
+	r.ReadyPods, r.Desired, r.Image = b.readiness(ctx, inc.Key)
 	return b.app.Resolved(ctx, b.toSlack(ctx, inc), r)
+}
+
+// readiness reads what the workload runs now, for the resolved message
+// ("ui-new 1/1 Running on …"); zeros when it cannot be read.
+func (b *bridge) readiness(ctx context.Context, k watch.Key) (ready, desired int, image string) {
+	get := metav1.GetOptions{}
+	switch k.Kind {
+	case "Deployment":
+		if d, err := b.cs.AppsV1().Deployments(k.Namespace).Get(ctx, k.Name, get); err == nil {
+			return int(d.Status.ReadyReplicas), int(d.Status.Replicas), containerImage(d.Spec.Template.Spec, k.Container)
+		}
+	case "StatefulSet":
+		if s, err := b.cs.AppsV1().StatefulSets(k.Namespace).Get(ctx, k.Name, get); err == nil {
+			return int(s.Status.ReadyReplicas), int(s.Status.Replicas), containerImage(s.Spec.Template.Spec, k.Container)
+		}
+	case "DaemonSet":
+		if s, err := b.cs.AppsV1().DaemonSets(k.Namespace).Get(ctx, k.Name, get); err == nil {
+			return int(s.Status.NumberReady), int(s.Status.DesiredNumberScheduled), containerImage(s.Spec.Template.Spec, k.Container)
+		}
+	}
+	return 0, 0, ""
+}
+
+func containerImage(spec corev1.PodSpec, name string) string {
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	return ""
 }
 
 func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
@@ -141,10 +177,17 @@ func (b *bridge) MarkFixing(ctx context.Context, id, approver string) error {
 	if inc.State == watch.StateFixing {
 		return &slackapp.FixInProgressError{By: inc.By}
 	}
-	return b.w.MarkFixing(ctx, id, approver)
+	if err := b.w.MarkFixing(ctx, id, approver); err != nil {
+		return err
+	}
+	b.inflight[id] = true
+	return nil
 }
 
 func (b *bridge) ClearFixing(ctx context.Context, id string) error {
+	b.mu.Lock()
+	delete(b.inflight, id)
+	b.mu.Unlock()
 	return b.w.ClearFixing(ctx, id)
 }
 
@@ -259,11 +302,12 @@ func (b *bridge) FollowRollout(ctx context.Context, incidentID string, progress 
 		progress(slackapp.RolloutProgress{Ready: int(s.ReadyPods), Desired: int(s.Desired), Message: s.Summary})
 	})
 	rr := slackapp.RolloutResult{Ready: st.Ready, ReadyPods: int(st.ReadyPods), Desired: int(st.Desired), Image: st.Image, Message: st.Summary}
+	b.mu.Lock()
+	delete(b.inflight, incidentID)
 	if st.Ready {
-		b.mu.Lock()
 		b.reported[incidentID] = true
-		b.mu.Unlock()
 	}
+	b.mu.Unlock()
 	if len(st.Failing) > 0 && inc.Diagnosis != nil {
 		// Still failing: diagnose the new image from the failing pod's words.
 		f := st.Failing[0]

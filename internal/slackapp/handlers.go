@@ -366,6 +366,9 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 		}
 		done := a.messageInput(inc, StateResolved)
 		done.Actor, done.FixAction, done.FixImage = user, c.value.Action, image
+		if c.value.Action == ActionAddSecret {
+			done.FixImage = target // the secret's name: the image is unchanged
+		}
 		done.Ready = fmt.Sprintf("%d/%d", rr.ReadyPods, rr.Desired)
 		a.editRoot(ctx, c, Render(done))
 		a.thread(ctx, c.ref, KindReply, RenderThreadUpdate(a.threadUpdate(inc, UpdateResolved, user, func(u *ThreadUpdate) {

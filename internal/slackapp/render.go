@@ -205,11 +205,17 @@ func renderResolved(in MessageInput, b *builder) Message {
 		line += " " + in.Ready
 	}
 	line += " Running"
-	if in.FixImage != "" {
-		line += " on " + shortImage(in.FixImage)
+	// What runs now: the new image, or for an added pull secret the same
+	// image, now pulled with the secret.
+	runs := in.FixImage
+	if in.FixAction == ActionAddSecret {
+		runs = in.Image
+	}
+	if runs != "" {
+		line += " on " + shortImage(runs)
 	}
 	b.header("✅ " + line)
-	who := "Resolved outside pullfix (the workload was changed directly)."
+	who := "Resolved without a pullfix fix: the pods now pull their image and are ready."
 	if in.Actor != "" {
 		who = "Fixed by <@" + in.Actor + ">: " + fixPhrase(in.FixAction, in.FixImage) + "."
 	}

@@ -279,7 +279,7 @@ func TestDismissSnoozeRecheck(t *testing.T) {
 }
 
 // TestResolvedElsewhere: the watcher reports a resolution nobody clicked
-// for; the root and the thread say it was resolved outside pullfix.
+// for; the root says no pullfix fix did it, the thread that it was resolved outside pullfix.
 func TestResolvedElsewhere(t *testing.T) {
 	e := newEnv(t, envOpts{noStart: true})
 	_, ts := e.open("inc-default")
@@ -288,7 +288,7 @@ func TestResolvedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := e.emu.Message(chDefault, ts)
-	if !strings.Contains(string(m.Blocks), "outside pullfix") || len(m.Edits) != 1 {
+	if !strings.Contains(string(m.Blocks), "without a pullfix fix") || len(m.Edits) != 1 {
 		t.Errorf("root after Resolved: %q edits=%d", m.Text, len(m.Edits))
 	}
 	if rs := e.replies(chDefault, ts); len(rs) != 1 || !strings.Contains(rs[0], "Resolved outside pullfix") {
