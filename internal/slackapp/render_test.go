@@ -408,7 +408,7 @@ func TestRenderStates(t *testing.T) {
 		}, header: "✅ ui-new 1/1 Running on retail-store-sample-ui:1.2.1", contains: []string{"Fixed by <@U0APPROVER>"},
 			textHas: []string{"ui-new 1/1 Running", "prod-eu", "Repository not found"}},
 		{name: "resolved elsewhere", edit: func(in *MessageInput) { in.State, in.FixImage, in.Ready = StateResolved, newImage, "1/1" },
-			header: "✅ ui-new 1/1 Running on retail-store-sample-ui:1.2.1", contains: []string{"Resolved outside pullfix"}},
+			header: "✅ ui-new 1/1 Running on retail-store-sample-ui:1.2.1", contains: []string{"Resolved without a pullfix fix"}},
 		{name: "still failing", edit: func(in *MessageInput) { in.State, in.FixImage = StateStillFailing, newImage },
 			header: "Still failing: Repository not found", contains: []string{"⚠️ *Still failing after set image to `" + newImage + "`.*"}, fixButtons: true,
 			ctrlButtons: []string{ActionIDRecheck, ActionIDSnooze, ActionIDDismiss}, textHas: []string{"Still failing", "prod-eu"}},
