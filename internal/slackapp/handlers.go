@@ -308,8 +308,10 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 	log := a.log.With("incident", inc.ID, "approver", user, "action", string(c.value.Action))
 	fixing := a.messageInput(inc, StateFixing)
 	fixing.Actor, fixing.FixAction, fixing.FixImage = user, c.value.Action, target
-	a.editRoot(ctx, c, Render(fixing))
-	a.thread(ctx, c.ref, KindReply, RenderThreadUpdate(a.threadUpdate(inc, UpdateApproved, user, func(u *ThreadUpdate) {
+	// Say so without waiting for Slack's pacing: the patch should not
+	// wait a second per channel message, and the queue keeps the order.
+	a.editRootAsync(ctx, c, Render(fixing))
+	a.threadAsync(c.ref, KindReply, RenderThreadUpdate(a.threadUpdate(inc, UpdateApproved, user, func(u *ThreadUpdate) {
 		u.Action, u.OldImage, u.NewImage = c.value.Action, inc.Image, target
 	})))
 
@@ -436,6 +438,20 @@ func (a *App) thread(ctx context.Context, ref string, kind Kind, m Message) {
 
 // threadAsync queues a thread reply without waiting (progress callbacks
 // must not stall the Fixer).
+// editRootAsync queues an edit of the clicked message (coalesced with later
+// edits of it) without waiting; an ephemeral answer goes out at once.
+func (a *App) editRootAsync(ctx context.Context, c click, m Message) {
+	channel, ts, ok := ParseRef(c.ref)
+	if !ok {
+		a.editRoot(ctx, c, m)
+		return
+	}
+	a.queue.Enqueue(KindEdit, channel, c.ref, "chat.update", func(ctx context.Context) error {
+		_, _, _, err := a.web.UpdateMessageContext(ctx, channel, ts, m.MsgOptions()...)
+		return err
+	})
+}
+
 func (a *App) threadAsync(ref string, kind Kind, m Message) {
 	channel, ts, ok := ParseRef(ref)
 	if !ok {
