@@ -113,6 +113,7 @@ func TestDemoInBrowser(t *testing.T) {
 	)
 	posted := time.Since(began)
 	t.Logf("diagnosis on the page %s after start", posted.Round(100*time.Millisecond))
+	saveShot(t, browser, root, "demo.png")
 
 	// Cancel first: the confirm dialog must stop the click.
 	step("open the confirm dialog and cancel", 20*time.Second,
@@ -150,6 +151,15 @@ func TestDemoInBrowser(t *testing.T) {
 	// What the page showed, checked where it happened.
 	checkWorld(t, ctx, l)
 
+	saveShot(t, browser, root, "demo-resolved.png")
+	t.Logf("whole test %s", time.Since(began).Round(100*time.Millisecond))
+}
+
+// saveShot takes a screenshot of the page. It is written to docs/ (the
+// README's pictures) only with PULLFIX_UPDATE_SCREENSHOTS=1, so a test run
+// leaves the work tree clean; otherwise it goes to the test's temp dir.
+func saveShot(t *testing.T, browser context.Context, root, name string) {
+	t.Helper()
 	shot, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -157,14 +167,17 @@ func TestDemoInBrowser(t *testing.T) {
 	if !bytes.HasPrefix(shot, []byte("\x89PNG")) {
 		t.Fatalf("screenshot is not a PNG (%d bytes)", len(shot))
 	}
-	out := filepath.Join(root, "docs", "demo.png")
+	out := filepath.Join(t.TempDir(), name)
+	if os.Getenv("PULLFIX_UPDATE_SCREENSHOTS") == "1" {
+		out = filepath.Join(root, "docs", name)
+	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(out, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot %s (%d KiB); whole test %s", out, len(shot)/1024, time.Since(began).Round(100*time.Millisecond))
+	t.Logf("screenshot %s (%d KiB)", out, len(shot)/1024)
 }
 
 // checkWorld holds the cluster and the emulator's record to what the page
