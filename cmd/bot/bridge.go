@@ -63,6 +63,15 @@ func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error)
 	return b.app.Opened(ctx, b.toSlack(ctx, inc))
 }
 
+// Refined edits the posted message when the registry probe answered after
+// the incident was posted on the kubelet's words.
+func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
+	if inc.NotifyRef == "" {
+		return nil
+	}
+	return b.app.Refresh(ctx, b.toSlack(ctx, inc))
+}
+
 // Updated: every lifecycle change (fixing, dismissed, snoozed) starts with a
 // click, and the Slack app edits the message itself as it handles it.
 func (b *bridge) Updated(context.Context, watch.Incident) error { return nil }

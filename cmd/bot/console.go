@@ -33,10 +33,16 @@ type consoleRecord struct {
 	Diag     *diagnose.Diagnosis `json:"-"`
 }
 
-// Opened prints the incident; the console has no message to refer back
-// to, so the reference is empty.
+// Opened prints the incident. The reference only names it: the console
+// cannot edit what it printed, so a refinement is printed anew.
 func (c *console) Opened(_ context.Context, inc watch.Incident) (string, error) {
-	return "", c.write("opened", inc)
+	return "console:" + inc.ID, c.write("opened", inc)
+}
+
+// Refined prints the full diagnosis of an incident first printed on the
+// kubelet's words (the registry answered after the diagnosis budget).
+func (c *console) Refined(_ context.Context, inc watch.Incident) error {
+	return c.write("refined", inc)
 }
 
 // Updated prints a lifecycle change (fixing, dismissed, snoozed).
@@ -108,6 +114,9 @@ func (c *console) write(event string, inc watch.Incident) error {
 		return err
 	}
 	var b strings.Builder
+	if event == "refined" {
+		b.WriteString("🔎 the registry answered; updated diagnosis:\n")
+	}
 	if inc.Diagnosis != nil {
 		writeDiagnosis(&b, where, len(inc.Pods), *inc.Diagnosis)
 	}

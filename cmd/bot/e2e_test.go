@@ -234,6 +234,9 @@ func newE2E(t *testing.T, w world) *e2e {
 	}
 	e.env["PULLFIX_KUBECONFIG"] = kubeconfig
 	e.env["PULLFIX_LISTEN_ADDR"] = "127.0.0.1:0"
+	// The first post waits for the probe (loopback answers in ms), so a
+	// loaded CI machine cannot turn it into a kubelet-only post plus an edit.
+	e.env["PULLFIX_DIAGNOSIS_BUDGET"] = "30s"
 
 	// The authorizer learns of new bindings through its informers: wait
 	// until each binding is in effect, so a denial later is the chart's.

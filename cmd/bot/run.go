@@ -43,6 +43,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	metrics := watch.NewMetrics(reg)
 	opts := []watch.Option{
 		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log), watch.WithMetrics(metrics),
+		watch.WithDiagnosisBudget(cfg.DiagnosisBudget),
 		// Diagnoses wait on registries (a black hole holds one for the whole
 		// probe timeout) and posts wait on Slack's per-channel pace: with
 		// watch's default of 4 workers, a storm queues behind a few slow

@@ -459,6 +459,16 @@ func (a *App) Resolved(ctx context.Context, inc Incident, r Resolution) error {
 	})))
 }
 
+// Refresh re-renders an open incident's root message with its current
+// diagnosis: the watcher posts on the kubelet's words when the registry is
+// slow to answer, and calls this when the probe's answer arrives.
+func (a *App) Refresh(ctx context.Context, inc Incident) error {
+	if _, _, ok := ParseRef(inc.Ref); !ok {
+		return fmt.Errorf("slackapp: incident %s has no message reference", inc.ID)
+	}
+	return a.EditRoot(ctx, inc.Ref, Render(a.messageInput(inc, StateOpen)))
+}
+
 // EditRoot replaces the root message at ref with m (chat.update). Edits
 // of one message are coalesced in the queue: only the latest is sent.
 func (a *App) EditRoot(ctx context.Context, ref string, m Message) error {

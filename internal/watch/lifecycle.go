@@ -296,7 +296,7 @@ func (w *Watcher) reportChange(ctx context.Context, inc Incident) error {
 // notifyIncident diagnoses and posts an incident (new, or a snoozed one
 // waking); detected is when it (re)entered notification, for grouping.
 func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, detected time.Time) error {
-	d, err := w.diagnoseIncident(ctx, inc)
+	d, err := w.diagnoseWithin(ctx, ks, inc)
 	if err != nil {
 		return err
 	}

@@ -140,6 +140,7 @@ func WithGroupWindow(d time.Duration) Option { return func(w *Watcher) { w.group
 // Watcher watches pods that cannot pull their images and keeps one incident
 // per (workload, container, image).
 type Watcher struct {
+	budget         time.Duration // see WithDiagnosisBudget
 	cs             kubernetes.Interface
 	diag           Diagnoser
 	notify         Notifier
@@ -196,6 +197,9 @@ type entry struct {
 	// reported is the state the notifier last heard about, so a lifecycle
 	// change made through the API is reported once, by a worker.
 	reported State
+	// refined is a full diagnosis that arrived after the incident was
+	// posted on the kubelet's words (see diagnoseWithin).
+	refined *diagnose.Diagnosis
 }
 
 // New returns a Watcher; call Run to start it.
@@ -203,7 +207,7 @@ func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) *Watc
 	w := &Watcher{
 		cs: cs, diag: d, notify: n,
 		cluster: "default", log: slog.Default(), workers: 4, resolveTimeout: 5 * time.Minute,
-		groupWindow: DefaultGroupWindow,
+		groupWindow: DefaultGroupWindow, budget: DefaultDiagnosisBudget,
 	}
 	w.resetLocked()
 	for _, o := range opts {
@@ -531,6 +535,8 @@ func (w *Watcher) processNext(ctx context.Context, q workqueue.TypedRateLimiting
 		err = w.syncGroup(ctx, key)
 	case "state":
 		err = w.persist(ctx)
+	case "refine":
+		err = w.syncRefine(ctx, key)
 	}
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -791,12 +797,22 @@ func (w *Watcher) persist(ctx context.Context, incs ...Incident) error {
 // diagnoseIncident builds the target from one of the incident's pods and runs
 // the diagnoser with that pod's own pull credentials.
 func (w *Watcher) diagnoseIncident(ctx context.Context, inc Incident) (diagnose.Diagnosis, error) {
-	pod, err := w.getPod(ctx, inc.Key.Namespace, inc.Pods[0])
+	t, kc, err := w.targetOf(ctx, inc)
 	if err != nil {
 		return diagnose.Diagnosis{}, err
 	}
+	return w.diag.Diagnose(ctx, t, kc), nil
+}
+
+// targetOf builds the diagnosis target and keychain from one of the
+// incident's pods.
+func (w *Watcher) targetOf(ctx context.Context, inc Incident) (diagnose.Target, authn.Keychain, error) {
+	pod, err := w.getPod(ctx, inc.Key.Namespace, inc.Pods[0])
+	if err != nil {
+		return diagnose.Target{}, nil, err
+	}
 	if pod == nil {
-		return diagnose.Diagnosis{}, errors.New("pod vanished before diagnosis")
+		return diagnose.Target{}, nil, errors.New("pod vanished before diagnosis")
 	}
 	t, kc := w.inputs.target(ctx, w.log, inc.Key, pod)
 	if t.Message == "" || isBareBackOff(t.Message) {
@@ -804,7 +820,7 @@ func (w *Watcher) diagnoseIncident(ctx context.Context, inc Incident) (diagnose.
 			t.Reason, t.Message = evs[0].Reason, evs[0].Message
 		}
 	}
-	return w.diag.Diagnose(ctx, t, kc), nil
+	return t, kc, nil
 }
 
 // isBareBackOff reports a pre-1.32 back-off message that names no error.

@@ -1,0 +1,111 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
+)
+
+// DefaultDiagnosisBudget is how long the first notification of an incident
+// waits for the registry probe. A registry that does not answer (a black
+// hole, an outage) makes the probe wait for its own timeout (5 s by
+// default); rather than keep the person on call waiting, the incident is
+// posted on the kubelet's words alone and refined when the probe answers.
+const DefaultDiagnosisBudget = 800 * time.Millisecond
+
+// WithDiagnosisBudget sets how long the first notification waits for the
+// full diagnosis (default DefaultDiagnosisBudget; 0 waits for it always).
+func WithDiagnosisBudget(d time.Duration) Option { return func(w *Watcher) { w.budget = d } }
+
+// Refiner is implemented by notifiers that can edit a posted incident when
+// its diagnosis improves after it was posted (the registry probe answered
+// after the diagnosis budget). Notifiers without it keep the first words.
+type Refiner interface {
+	// Refined is called once, by a worker, with the incident carrying its
+	// full diagnosis; edit the message inc.NotifyRef names.
+	Refined(ctx context.Context, inc Incident) error
+}
+
+// diagnoseWithin diagnoses inc, waiting at most the budget for the
+// registry. When the budget runs out it returns the kubelet-only
+// diagnosis, and the full one is stored and reported through a "refine"
+// item when it arrives.
+func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (diagnose.Diagnosis, error) {
+	t, kc, err := w.targetOf(ctx, inc)
+	if err != nil {
+		return diagnose.Diagnosis{}, err
+	}
+	if w.budget <= 0 {
+		return w.diag.Diagnose(ctx, t, kc), nil
+	}
+	done := make(chan diagnose.Diagnosis, 1)
+	// The probe runs under the watcher's context, not this sync's: it is
+	// bounded by its own timeouts and its answer is wanted after the post.
+	go func() { done <- w.diag.Diagnose(context.WithoutCancel(ctx), t, kc) }()
+	timer := time.NewTimer(w.budget)
+	defer timer.Stop()
+	select {
+	case d := <-done:
+		return d, nil
+	case <-ctx.Done():
+		return diagnose.Diagnosis{}, ctx.Err()
+	case <-timer.C:
+	}
+	quick := diagnose.DiagnoseOffline(t)
+	go func() {
+		d := <-done
+		w.mu.Lock()
+		if e := w.incidents[ks]; e != nil {
+			e.refined = &d
+		}
+		w.mu.Unlock()
+		w.enqueue("refine:" + ks)
+	}()
+	w.log.Debug("diagnosis budget spent; posting the kubelet's words first", "key", ks, "budget", w.budget)
+	return quick, nil
+}
+
+// syncRefine stores a diagnosis that arrived after the incident was posted
+// and tells the notifier, if it can edit what it posted.
+func (w *Watcher) syncRefine(ctx context.Context, ks string) error {
+	w.mu.Lock()
+	e := w.incidents[ks]
+	if e == nil || e.refined == nil {
+		w.mu.Unlock()
+		return nil
+	}
+	if e.NotifyRef == "" && e.GroupID == "" {
+		if e.State != StateOpen {
+			// Closed before it was posted: nothing to refine.
+			e.refined = nil
+			w.mu.Unlock()
+			return nil
+		}
+		// Not posted yet (the post is under way or retrying): refine it
+		// once it is.
+		w.mu.Unlock()
+		w.enqueueAfter("refine:"+ks, time.Second)
+		return nil
+	}
+	e.Diagnosis, e.refined = e.refined, nil
+	inc := e.snapshot()
+	w.mu.Unlock()
+	if err := w.persist(ctx, inc); err != nil {
+		w.log.Warn("refined diagnosis not saved", "key", ks, "err", err)
+	}
+	if inc.GroupID != "" {
+		w.enqueueAfter("group:"+inc.GroupID, groupUpdateDelay)
+		return nil
+	}
+	r, ok := w.notify.(Refiner)
+	if !ok || inc.State != StateNotified {
+		return nil
+	}
+	if err := r.Refined(ctx, inc); err != nil && !errors.Is(err, context.Canceled) {
+		w.metrics.Error("notify")
+		return err
+	}
+	return nil
+}
