@@ -24,12 +24,12 @@ tools:
 # browser installs Debian's chromium (and a colour emoji font, so the
 # messages' emoji render) for the demo's browser test (hack/run).
 browser:
-	command -v chromium >/dev/null && test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || (apt-get update && apt-get install -y chromium fonts-noto-color-emoji)
+	command -v chromium >/dev/null && test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null)
 
 test: k8s-bins tools browser
 	$(GO) vet ./...
 	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh)" PULLFIX_HELM="$$(./hack/build-helm.sh)" $(GO) test -count=1 -timeout 30m ./...
 
-# unit runs the tests that need no control plane.
+# unit runs the tests that need no control plane, Helm or browser.
 unit:
-	$(GO) test -count=1 ./internal/diagnose/... ./cmd/...
+	$(GO) test -count=1 ./internal/diagnose/... ./internal/slackapp/... ./internal/testenv/registries/... ./internal/testenv/slackemu/...
