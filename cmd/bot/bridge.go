@@ -37,6 +37,7 @@ type bridge struct {
 	scope   []string // watched namespaces; empty means all
 	secrets bool     // pull-secret probing on
 	log     *slog.Logger
+	metrics *watch.Metrics // nil records nothing
 
 	mu sync.Mutex
 	// proven caches, per incident, the pull secrets shown to work.
@@ -281,6 +282,7 @@ func (b *bridge) SetImage(ctx context.Context, incidentID, candidateID, approver
 		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("candidate %q is not one the diagnosis verified", candidateID)}
 	}
 	res, err := b.p.SetImage(ctx, watch.FixRequest{Key: inc.Key, NewImage: image, Approver: approverName(approver)})
+	b.metrics.Patched("image", patchResult(err))
 	if err != nil {
 		return slackapp.FixResult{}, refused(err)
 	}
@@ -296,6 +298,7 @@ func (b *bridge) AddPullSecret(ctx context.Context, incidentID, secret, approver
 		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("secret %q is not proven to hold working credentials for %s", secret, inc.Key.Image)}
 	}
 	res, err := b.p.AddPullSecret(ctx, watch.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: approverName(approver)})
+	b.metrics.Patched("pull_secret", patchResult(err))
 	if err != nil {
 		return slackapp.FixResult{}, refused(err)
 	}
@@ -326,6 +329,20 @@ func (b *bridge) FollowRollout(ctx context.Context, incidentID string, progress 
 		rr.Diagnosis = &d
 	}
 	return rr, err
+}
+
+// patchResult names a patch outcome for pullfix_patches_total.
+func patchResult(err error) string {
+	var fr *slackapp.FixRefusedError
+	switch {
+	case err == nil:
+		return "applied"
+	case errors.Is(err, watch.ErrConflict):
+		return "stale"
+	case errors.As(refused(err), &fr):
+		return "refused"
+	}
+	return "error"
 }
 
 // refused turns the patcher's refusals into words for the clicker; other

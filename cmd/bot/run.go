@@ -70,7 +70,8 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		notifier = newConsole(stdout, human)
 	} else {
 		b = newBridge(nil, patcher, env.cs, env.diag, env.prober, cfg, log)
-		app, err := newSlackApp(ctx, cfg, b, log)
+		b.metrics = metrics
+		app, err := newSlackApp(ctx, cfg, b, log, newSlackMetrics(reg))
 		if err != nil {
 			fmt.Fprintf(stderr, "bot: %v\n", err)
 			return 1
@@ -116,7 +117,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 
 // newSlackApp connects to Slack (checking the bot token with auth.test, so
 // a bad token is a clear start-up error) and builds the app around b.
-func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger) (*slackapp.App, error) {
+func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m slackapp.Metrics) (*slackapp.App, error) {
 	opts := []slack.Option{}
 	if cfg.AppToken != "" {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
@@ -141,7 +142,8 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger) (
 	approvers := slackapp.NewApprovers(policy, slackapp.SlackGroupMembers{API: api}, slackapp.WithOpenActions(cfg.OpenActions))
 	return slackapp.New(api, slackapp.Config{
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
-	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers}, slackapp.WithLogger(log)), nil
+	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers},
+		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m))), nil
 }
 
 // parsePairs parses "a=x,b=y" (namespace=channel).
