@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -62,7 +63,95 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 	if k.Kind == "Deployment" {
 		t.Hints = in.revisionHints(ctx, log, k)
 	}
+	inCluster, known := in.clusterImages(ctx, log, k)
+	t.Hints = appendHints(t.Hints, inCluster)
+	t.KnownRepositories = known
 	return t, kc
+}
+
+// Bounds on the in-cluster look-up: one page of pods per diagnosis, and a
+// handful of hints so candidate verification stays within its budget.
+const (
+	clusterPodLimit  = 500
+	clusterHintLimit = 5
+)
+
+// clusterImages lists the incident's namespace once and returns (a) the
+// images of the failing image's repository that run Ready elsewhere under
+// another tag or digest — a person fixing a bad tag looks there first — and
+// (b) the repositories seen on the failing image's registry, which the
+// diagnoser compares names against when the registry has no catalog.
+func (in *inputs) clusterImages(ctx context.Context, log *slog.Logger, k Key) ([]diagnose.Hint, []string) {
+	failing, err := name.ParseReference(k.Image)
+	if err != nil {
+		return nil, nil
+	}
+	repo := failing.Context()
+	pods, err := in.cs.CoreV1().Pods(k.Namespace).List(ctx, metav1.ListOptions{Limit: clusterPodLimit})
+	if err != nil {
+		log.Debug("pods unreadable; no in-cluster hints", "namespace", k.Namespace, "err", err)
+		return nil, nil
+	}
+	canonical := canonicalRef(failing)
+	var hints []diagnose.Hint
+	seenImage := map[string]bool{canonical: true}
+	seenRepo := map[string]bool{}
+	var known []string
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		ready := map[string]bool{}
+		for _, st := range pod.Status.ContainerStatuses {
+			ready[st.Name] = st.Ready && st.State.Running != nil
+		}
+		for _, c := range pod.Spec.Containers {
+			ref, err := name.ParseReference(c.Image)
+			if err != nil {
+				continue
+			}
+			ctxRepo := ref.Context()
+			if ctxRepo.RegistryStr() == repo.RegistryStr() && !seenRepo[ctxRepo.Name()] {
+				seenRepo[ctxRepo.Name()] = true
+				known = append(known, ctxRepo.Name())
+			}
+			if pod.Status.Phase != corev1.PodRunning || !ready[c.Name] || ctxRepo.Name() != repo.Name() {
+				continue
+			}
+			key := canonicalRef(ref)
+			if seenImage[key] || len(hints) >= clusterHintLimit {
+				continue
+			}
+			seenImage[key] = true
+			hints = append(hints, diagnose.Hint{Image: c.Image, Kind: diagnose.CandidateInCluster, Note: "running in pod " + pod.Name})
+		}
+	}
+	sort.Strings(known)
+	return hints, known
+}
+
+// canonicalRef is a reference's fully qualified form, so "nginx:1" and
+// "index.docker.io/library/nginx:1" count as one image.
+func canonicalRef(ref name.Reference) string {
+	return ref.Context().Name() + "@" + ref.Identifier()
+}
+
+// appendHints adds extra after hints, skipping images already hinted
+// (revision hints come first: they are the stronger evidence).
+func appendHints(hints, extra []diagnose.Hint) []diagnose.Hint {
+	seen := map[string]bool{}
+	for _, h := range hints {
+		if ref, err := name.ParseReference(h.Image); err == nil {
+			seen[canonicalRef(ref)] = true
+		}
+	}
+	for _, h := range extra {
+		ref, err := name.ParseReference(h.Image)
+		if err != nil || seen[canonicalRef(ref)] {
+			continue
+		}
+		seen[canonicalRef(ref)] = true
+		hints = append(hints, h)
+	}
+	return hints
 }
 
 // platform returns the node's OS/architecture, linux/amd64 when unknown.
