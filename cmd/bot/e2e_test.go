@@ -1215,3 +1215,116 @@ func TestRestartDoesNotRepost(t *testing.T) {
 	}
 	e.checkNoForbidden(t)
 }
+
+// startReplica starts one more bot process-in-process with the same
+// configuration as startBot's: a follower while another replica leads.
+func startReplica(t *testing.T, e *e2e) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, []string{"run"}, strings.NewReader(""), io.Discard, e.logs) }()
+	select {
+	case code := <-exited:
+		t.Fatalf("the second replica exited at once with code %d", code)
+	case <-time.After(time.Second):
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-exited:
+				if code != 0 {
+					t.Errorf("the second replica exited with code %d", code)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("the second replica did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestStaleApprovalRefused: the Deployment's image changed after the
+// diagnosis; the approver's click on the old message patches nothing, and
+// the thread says what changed.
+func TestStaleApprovalRefused(t *testing.T) {
+	e, _ := runbookWorld(t, "")
+	startBot(t, e)
+	dep := e.createDeployment(t, "ui-new", badImage)
+	root := e.waitRoot(t)
+	set := parseBlocks(t, root.Blocks).button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage)
+
+	// Someone edits the Deployment by hand to another image (still broken,
+	// so the old incident stays open).
+	other := "public.ecr.aws/aws-containers/retailing-store-sample-ui:9.9.9"
+	patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":%q}]`, other)
+	if _, err := e.admin.AppsV1().Deployments(e.ns).Patch(t.Context(), "ui-new", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.deployment(t, "ui-new")
+
+	e.click(t, approverID, root, set)
+	waitSlack(t, e.emu, 60*time.Second, "the refusal in the thread", func() bool {
+		for _, r := range e.replies(root.TS) {
+			if strings.Contains(r.Text, "9.9.9") {
+				return true
+			}
+		}
+		return false
+	})
+	after := e.deployment(t, "ui-new")
+	if img := after.Spec.Template.Spec.Containers[0].Image; img != other || after.Generation != before.Generation {
+		t.Errorf("the Deployment changed: image %q, generation %d → %d", img, before.Generation, after.Generation)
+	}
+	for _, ev := range e.events(t, dep.UID) {
+		if ev.Reason == watch.ReasonImageUpdated {
+			t.Errorf("an ImageUpdated Event was recorded: %q", ev.Message)
+		}
+	}
+	t.Logf("thread: %q", texts(e.replies(root.TS)))
+	e.checkNoForbidden(t)
+}
+
+// TestDoubleClickPatchesOnce: two replicas run (one leads and holds the
+// Slack connection); the approver clicks "Set image" twice in a row:
+// exactly one patch is applied and recorded, and the second click is told
+// the fix is already under way.
+func TestDoubleClickPatchesOnce(t *testing.T) {
+	e, _ := runbookWorld(t, "")
+	startBot(t, e)
+	startReplica(t, e)
+	dep := e.createDeployment(t, "ui-new", badImage)
+	root := e.waitRoot(t)
+	set := parseBlocks(t, root.Blocks).button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage)
+	gen := e.deployment(t, "ui-new").Generation
+
+	e.click(t, approverID, root, set)
+	e.click(t, approverID, root, set)
+	e.waitReady(t, "ui-new", goodImage)
+	waitSlack(t, e.emu, 30*time.Second, "the second click's answer", func() bool {
+		for _, m := range e.emu.Ephemerals(approverID) {
+			if strings.Contains(m.Text, "already being fixed") {
+				return true
+			}
+		}
+		return false
+	})
+	if g := e.deployment(t, "ui-new").Generation; g != gen+1 {
+		t.Errorf("generation %d → %d, want exactly one patch", gen, g)
+	}
+	n := 0
+	for _, ev := range e.events(t, dep.UID) {
+		if ev.Reason == watch.ReasonImageUpdated {
+			n += int(max(ev.Count, 1))
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d ImageUpdated Events, want 1", n)
+	}
+	if got := len(e.emu.Messages(channelID)); got != 1 {
+		t.Errorf("%d root messages with two replicas, want 1", got)
+	}
+	e.checkNoForbidden(t)
+}
