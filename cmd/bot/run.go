@@ -143,7 +143,7 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m
 	return slackapp.New(api, slackapp.Config{
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
 	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers},
-		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m))), nil
+		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3))), nil
 }
 
 // parsePairs parses "a=x,b=y" (namespace=channel).

@@ -114,6 +114,11 @@ type QueueOption func(*Queue)
 // Default: DefaultPostInterval. Zero disables pacing (tests of overload).
 func WithPostInterval(d time.Duration) QueueOption { return func(q *Queue) { q.interval = max(d, 0) } }
 
+// WithPostBurst lets a channel send n writes back to back before pacing
+// applies (Slack allows "short bursts" above one message per second); the
+// allowance comes back one per interval of quiet. Default 1: no burst.
+func WithPostBurst(n int) QueueOption { return func(q *Queue) { q.burst = max(n, 1) } }
+
 // WithQueueCapacity sets how many writes may wait before droppable ones are
 // shed. Default: DefaultQueueCapacity.
 func WithQueueCapacity(n int) QueueOption { return func(q *Queue) { q.capacity = max(n, 1) } }
@@ -154,6 +159,9 @@ type lane struct {
 	items   []*op
 	running bool
 	last    time.Time // when the last write of this lane was sent
+	// spent counts writes sent within the current burst: a lane may send
+	// burst writes back to back, then one per interval.
+	spent int
 }
 
 // Queue sends every Web API write of the app: paced per channel, in order
@@ -168,6 +176,7 @@ type lane struct {
 // by the callers themselves.
 type Queue struct {
 	interval    time.Duration
+	burst       int
 	capacity    int
 	backoffBase time.Duration
 	backoffMax  time.Duration
@@ -190,6 +199,7 @@ type Queue struct {
 func NewQueue(opts ...QueueOption) *Queue {
 	q := &Queue{
 		interval:    DefaultPostInterval,
+		burst:       1,
 		capacity:    DefaultQueueCapacity,
 		backoffBase: DefaultBackoffBase,
 		backoffMax:  DefaultBackoffMax,
@@ -358,12 +368,17 @@ func (q *Queue) runLane(id string, l *lane) {
 			return
 		}
 		last := l.last
+		// The burst allowance comes back one write per interval of quiet.
+		if q.interval > 0 && !last.IsZero() {
+			l.spent = max(0, l.spent-int(time.Since(last)/q.interval))
+		}
+		spent := l.spent
 		// Take the coalesced function under the lock: enqueue may replace it
 		// until the op leaves the lane.
 		do := o.do
 		q.mu.Unlock()
 
-		if id != "" && q.interval > 0 {
+		if id != "" && q.interval > 0 && spent >= q.burst {
 			if wait := time.Until(last.Add(q.interval)); wait > 0 && !q.sleep(wait) {
 				o.finish(ErrQueueClosed)
 				continue
@@ -372,6 +387,7 @@ func (q *Queue) runLane(id string, l *lane) {
 		err := q.send(o, do)
 		q.mu.Lock()
 		l.last = time.Now()
+		l.spent = min(l.spent+1, q.burst)
 		o.finish(err)
 		q.mu.Unlock()
 	}

@@ -339,3 +339,38 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 		t.Errorf("roots after the outage: %d (want only ui-next's)", len(roots))
 	}
 }
+
+// TestPostBurst: with a burst allowance the first writes of a quiet channel
+// go out back to back, then pacing applies; the emulator, which allows the
+// same burst, answers no 429.
+func TestPostBurst(t *testing.T) {
+	const interval = time.Second
+	e := newEnv(t, envOpts{noStart: true,
+		emu:   []slackemu.Option{slackemu.WithPostRate(1, 3)},
+		queue: []QueueOption{WithPostInterval(interval), WithPostBurst(3)}})
+	var wg sync.WaitGroup
+	for i := range 5 {
+		inc := runbookIncident(fmt.Sprintf("inc-%02d", i), nsDefault)
+		wg.Go(func() {
+			if _, err := e.app.Opened(e.ctx, inc); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := e.emu.RateLimited(); n != 0 {
+		t.Errorf("%d posts answered 429 within the burst Slack allows", n)
+	}
+	calls := e.emu.Calls("chat.postMessage")
+	if len(calls) != 5 {
+		t.Fatalf("%d posts, want 5", len(calls))
+	}
+	if span := calls[2].At.Sub(calls[0].At); span >= interval {
+		t.Errorf("the first three posts took %s: the burst was paced", span)
+	}
+	for i := 3; i < len(calls); i++ {
+		if gap := calls[i].At.Sub(calls[i-1].At); gap < interval-50*time.Millisecond {
+			t.Errorf("posts %d and %d only %s apart after the burst", i-1, i, gap)
+		}
+	}
+}
