@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -217,13 +218,54 @@ func (p *Prober) probe(ctx context.Context, image string, kc authn.Keychain, pla
 		return res
 	}
 	platform = defaultPlatform(platform)
-	key := strings.Join([]string{tg.ref.String(), cred.identity, platform.String(), mode.key()}, "|")
+	out := p.probeAs(ctx, tg, cred, platform, mode, start)
+	out.Image = image
+	if out.OK || !authRefused(out.Cause) {
+		return out
+	}
+	// Refused: try the other matching credentials, as the kubelet does,
+	// and keep every attempt's requests as evidence.
+	first, steps, elapsed := out, out.Steps, out.Duration
+	tried := p.otherCredentials(ctx, kc, tg.ref.Context(), cred, func(c credential) bool {
+		r := p.probeAs(ctx, tg, c, platform, mode, time.Now())
+		steps, elapsed = slices.Concat(steps, r.Steps), elapsed+r.Duration
+		if r.OK || !authRefused(r.Cause) {
+			out = r
+			return true
+		}
+		return false
+	})
+	if tried == 1 {
+		return first
+	}
+	out.Steps, out.Duration = steps, elapsed
+	if !out.OK && authRefused(out.Cause) {
+		// Every credential was refused: report the most specific one's
+		// refusal, and that the others were tried too.
+		out = first
+		out.Steps, out.Duration = steps, elapsed
+		out.Detail = fmt.Sprintf("%s (all %d matching credentials were refused)", first.Detail, tried)
+		if first.Err != nil {
+			e := *first.Err
+			e.Detail = out.Detail
+			out.Err = &e
+		}
+	}
+	out.Image = image
+	return out
+}
+
+// probeAs is one probe with one credential, through the result cache.
+func (p *Prober) probeAs(ctx context.Context, tg target, cred credential, platform Platform, mode probeMode, start time.Time) ProbeResult {
+	image := tg.ref.String()
+	key := strings.Join([]string{image, cred.identity, platform.String(), mode.key()}, "|")
 	out, hit, err := p.results.do(ctx, key, func() (ProbeResult, bool) {
 		r := p.probeUncached(ctx, tg, cred, platform, mode)
 		// A probe cut short by the caller says nothing about the registry.
 		return r, ctx.Err() == nil
 	})
 	if err != nil {
+		res := ProbeResult{Image: image, Fetched: fetchedOf(tg)}
 		res.Err = &ProbeError{Cause: Unknown, Err: err, Detail: "probe abandoned: " + oneLine(err)}
 		res.Cause, res.Detail = Unknown, res.Err.Detail
 		res.Duration = time.Since(start)
@@ -234,8 +276,14 @@ func (p *Prober) probe(ctx context.Context, image string, kc authn.Keychain, pla
 		out.Steps = nil
 		out.Duration = 0
 	}
-	out.Image = image
 	return out
+}
+
+func fetchedOf(tg target) string {
+	if tg.fetch != tg.ref {
+		return tg.fetch.String()
+	}
+	return ""
 }
 
 func (p *Prober) probeUncached(ctx context.Context, tg target, cred credential, platform Platform, mode probeMode) (res ProbeResult) {
@@ -475,8 +523,47 @@ func (p *Prober) tags(ctx context.Context, repository string, kc authn.Keychain)
 	if err != nil {
 		return nil, nil, err
 	}
+	return p.listAs(ctx, kc, repo, cred, func(cred credential) (listResult, bool, error) {
+		return p.tagsAs(ctx, repo, fetch, cred)
+	})
+}
+
+// listAs runs a listing with cred and, when the registry refuses it, with
+// each other credential a MultiKeychain offers (as probe does).
+func (p *Prober) listAs(ctx context.Context, kc authn.Keychain, res authn.Resource, cred credential,
+	list func(credential) (listResult, bool, error)) ([]string, []ProbeStep, error) {
+	lr, hit, err := list(cred)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hit {
+		lr.steps = nil
+	}
+	if lr.err == nil || !authRefused(classifyError(lr.err, errorContext{anonymous: cred.anonymous}).Cause) {
+		return lr.names, lr.steps, lr.err
+	}
+	steps := lr.steps
+	p.otherCredentials(ctx, kc, res, cred, func(c credential) bool {
+		alt, hit, err := list(c)
+		if err != nil {
+			return false
+		}
+		if !hit {
+			steps = slices.Concat(steps, alt.steps)
+		}
+		if alt.err == nil {
+			lr = alt
+			return true
+		}
+		return false
+	})
+	return lr.names, steps, lr.err
+}
+
+// tagsAs is one tags listing with one credential, through the cache.
+func (p *Prober) tagsAs(ctx context.Context, repo, fetch name.Repository, cred credential) (listResult, bool, error) {
 	key := "tags|" + repo.String() + "|" + cred.identity
-	lr, hit, err := p.lists.do(ctx, key, func() (listResult, bool) {
+	return p.lists.do(ctx, key, func() (listResult, bool) {
 		var names []string
 		steps, err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
 			puller, err := remote.NewPuller(p.remoteOptions(ctx, cred.auth, Platform{})...)
@@ -496,13 +583,6 @@ func (p *Prober) tags(ctx context.Context, repository string, kc authn.Keychain)
 		})
 		return listResult{names: names, err: err, steps: steps}, ctx.Err() == nil
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if hit {
-		lr.steps = nil
-	}
-	return lr.names, lr.steps, lr.err
 }
 
 // Catalog lists repository names of registry (as written, e.g.
@@ -535,8 +615,15 @@ func (p *Prober) catalog(ctx context.Context, registry string, kc authn.Keychain
 	if err != nil {
 		return nil, nil, err
 	}
+	return p.listAs(ctx, kc, reg, cred, func(cred credential) (listResult, bool, error) {
+		return p.catalogAs(ctx, reg, fetch, cred)
+	})
+}
+
+// catalogAs is one catalog listing with one credential, through the cache.
+func (p *Prober) catalogAs(ctx context.Context, reg, fetch name.Registry, cred credential) (listResult, bool, error) {
 	key := "catalog|" + reg.String() + "|" + cred.identity
-	lr, hit, err := p.lists.do(ctx, key, func() (listResult, bool) {
+	return p.lists.do(ctx, key, func() (listResult, bool) {
 		var names []string
 		steps, err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
 			puller, err := remote.NewPuller(p.remoteOptions(ctx, cred.auth, Platform{})...)
@@ -558,13 +645,6 @@ func (p *Prober) catalog(ctx context.Context, registry string, kc authn.Keychain
 		})
 		return listResult{names: names, err: err, steps: steps}, ctx.Err() == nil
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if hit {
-		lr.steps = nil
-	}
-	return lr.names, lr.steps, lr.err
 }
 
 // noCatalog lists registries known never to grant registry:catalog:*

@@ -10,7 +10,10 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pullfix/pullfix/internal/diagnose"
 )
 
 // PullSecretKeychain is an authn.Keychain built from a pod's
@@ -130,12 +133,37 @@ func isDockerHub(host string) bool {
 
 // Resolve implements authn.Keychain with the most specific match.
 func (k *PullSecretKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	all := k.Matching(r.RegistryStr(), "")
+	all := k.Matching(r.RegistryStr(), repoPath(r))
 	if len(all) == 0 {
 		return authn.Anonymous, nil
 	}
 	return authn.FromConfig(all[0].Config), nil
 }
+
+// Alternatives implements diagnose.MultiKeychain: every matching
+// credential, most specific first, each as a keychain of its own, so the
+// prober tries them in the kubelet's order until one is accepted.
+func (k *PullSecretKeychain) Alternatives(r authn.Resource) []authn.Keychain {
+	var out []authn.Keychain
+	for _, c := range k.Matching(r.RegistryStr(), repoPath(r)) {
+		out = append(out, staticKeychain{authn.FromConfig(c.Config)})
+	}
+	return out
+}
+
+// repoPath is the repository path of a resource ("" for a registry, which
+// every credential of the host matches).
+func repoPath(r authn.Resource) string {
+	if repo, ok := r.(name.Repository); ok {
+		return repo.RepositoryStr()
+	}
+	return ""
+}
+
+// staticKeychain resolves every resource to one authenticator.
+type staticKeychain struct{ auth authn.Authenticator }
+
+func (s staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return s.auth, nil }
 
 // Credential is one matching credential and the secret it came from.
 type Credential struct {
@@ -194,3 +222,5 @@ func splitPort(h string) (string, string) {
 	}
 	return h, ""
 }
+
+var _ diagnose.MultiKeychain = (*PullSecretKeychain)(nil)
