@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	stdlog "log"
 	"net"
@@ -11,13 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // The benchmark builds its registries from go-containerregistry's
@@ -173,33 +166,4 @@ func (h *blackHole) Close() {
 		c.Close()
 	}
 	h.conns = nil
-}
-
-// pushIndex pushes a small linux/amd64 + linux/arm64 index to host/repoTag.
-func pushIndex(host, repoTag string) error {
-	ref, err := name.ParseReference(host + "/" + repoTag)
-	if err != nil {
-		return err
-	}
-	var idx v1.ImageIndex = empty.Index
-	for _, arch := range []string{"amd64", "arm64"} {
-		img, err := random.Image(256, 1)
-		if err != nil {
-			return err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			return err
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
-	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		return fmt.Errorf("push %s: %w", ref, err)
-	}
-	return nil
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
+	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 )
 
@@ -255,7 +256,7 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	defer hole.Close()
 	for _, r := range []*benchRegistry{ecr, hub} {
 		for _, repoTag := range seed[r.Name] {
-			if err := pushIndex(r.admin, repoTag); err != nil {
+			if err := registries.PushMultiArch(r.admin + "/" + repoTag); err != nil {
 				return res, err
 			}
 		}

@@ -14,13 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +22,7 @@ import (
 
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
+	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 )
 
@@ -110,7 +105,7 @@ func startLocal(ctx context.Context, o localOptions) (_ *localEnv, err error) {
 	l.closers = append(l.closers, reg.Close)
 	regHost := strings.TrimPrefix(reg.URL, "http://")
 	for _, tag := range []string{"1.2.1", "1.2.0"} {
-		if err := pushMultiArch(regHost + "/" + goodRepo + ":" + tag); err != nil {
+		if err := registries.PushMultiArch(regHost + "/" + goodRepo + ":" + tag); err != nil {
 			return nil, fmt.Errorf("seed registry: %w", err)
 		}
 	}
@@ -321,30 +316,4 @@ func createUINew(ctx context.Context, cs kubernetes.Interface) error {
 		},
 	}, metav1.CreateOptions{})
 	return err
-}
-
-// pushMultiArch pushes a small linux/amd64 + linux/arm64 index to ref.
-func pushMultiArch(ref string) error {
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return err
-	}
-	var idx v1.ImageIndex = empty.Index
-	for _, arch := range []string{"amd64", "arm64"} {
-		img, err := random.Image(256, 1)
-		if err != nil {
-			return err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			return err
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
-	}
-	return remote.WriteIndex(r, idx)
 }
