@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -23,16 +24,23 @@ import (
 type inputs struct {
 	cs kubernetes.Interface
 
+	// ecr is the node-side credential provider the kubelet would consult
+	// after the pod's pull secrets: the bot's own AWS identity for private
+	// ECR registries. Nil (absent) unless the environment names AWS
+	// credentials.
+	ecr *ECRKeychain
+
 	mu        sync.Mutex
 	platforms map[string]diagnose.Platform // node name → platform
 }
 
 func newInputs(cs kubernetes.Interface) *inputs {
-	return &inputs{cs: cs, platforms: map[string]diagnose.Platform{}}
+	return &inputs{cs: cs, platforms: map[string]diagnose.Platform{}, ecr: ecrKeychainFromEnv(os.Getenv)}
 }
 
 // target builds the diagnosis target for the incident's container in pod,
-// and a keychain holding the pod's own pull secrets.
+// and a keychain holding the pod's own pull secrets (then the bot's ECR
+// identity, when it has one, as the kubelet's credential provider).
 func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *corev1.Pod) (diagnose.Target, authn.Keychain) {
 	t := diagnose.Target{
 		Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name,
@@ -56,10 +64,11 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 		}
 		secrets = append(secrets, s)
 	}
-	kc, errs := KeychainFromSecrets(secrets)
+	secretsKC, errs := KeychainFromSecrets(secrets)
 	for _, err := range errs {
 		log.Warn("pull secret ignored", "err", err)
 	}
+	kc := withProvider(secretsKC, in.ecr)
 	if k.Kind == "Deployment" {
 		t.Hints = in.revisionHints(ctx, log, k)
 	}
