@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -32,6 +33,64 @@ type inputs struct {
 
 	mu        sync.Mutex
 	platforms map[string]diagnose.Platform // node name → platform
+	// images caches, per namespace, the images its pods run, so a storm of
+	// incidents in one namespace lists its pods once per nsImagesTTL
+	// instead of once per diagnosis.
+	images map[string]nsImages
+}
+
+// nsImages is what clusterImages keeps of one namespace's pod list: only
+// the images, not the pods.
+type nsImages struct {
+	at    time.Time
+	items []podImage
+}
+
+type podImage struct {
+	pod, image   string
+	runningReady bool
+}
+
+// nsImagesTTL bounds how stale the in-cluster hints may be.
+const nsImagesTTL = 30 * time.Second
+
+// namespaceImages returns the images the namespace's pods run (the first
+// clusterPodLimit pods), from the cache when fresh.
+func (in *inputs) namespaceImages(ctx context.Context, ns string) ([]podImage, error) {
+	in.mu.Lock()
+	c, ok := in.images[ns]
+	in.mu.Unlock()
+	if ok && time.Since(c.at) < nsImagesTTL {
+		return c.items, nil
+	}
+	// ResourceVersion "0" is served from the API server's watch cache.
+	pods, err := in.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: clusterPodLimit, ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	var items []podImage
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		ready := map[string]bool{}
+		for _, st := range pod.Status.ContainerStatuses {
+			ready[st.Name] = st.Ready && st.State.Running != nil
+		}
+		for _, ctr := range pod.Spec.Containers {
+			items = append(items, podImage{pod: pod.Name, image: ctr.Image, runningReady: pod.Status.Phase == corev1.PodRunning && ready[ctr.Name]})
+		}
+	}
+	in.mu.Lock()
+	if in.images == nil {
+		in.images = map[string]nsImages{}
+	}
+	for k, v := range in.images {
+		if time.Since(v.at) >= nsImagesTTL {
+			delete(in.images, k)
+		}
+	}
+	in.images[ns] = nsImages{at: time.Now(), items: items}
+	in.mu.Unlock()
+	return items, nil
 }
 
 func newInputs(cs kubernetes.Interface) *inputs {
@@ -96,7 +155,7 @@ func (in *inputs) clusterImages(ctx context.Context, log *slog.Logger, k Key) ([
 		return nil, nil
 	}
 	repo := failing.Context()
-	pods, err := in.cs.CoreV1().Pods(k.Namespace).List(ctx, metav1.ListOptions{Limit: clusterPodLimit})
+	items, err := in.namespaceImages(ctx, k.Namespace)
 	if err != nil {
 		log.Debug("pods unreadable; no in-cluster hints", "namespace", k.Namespace, "err", err)
 		return nil, nil
@@ -106,32 +165,25 @@ func (in *inputs) clusterImages(ctx context.Context, log *slog.Logger, k Key) ([
 	seenImage := map[string]bool{canonical: true}
 	seenRepo := map[string]bool{}
 	var known []string
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		ready := map[string]bool{}
-		for _, st := range pod.Status.ContainerStatuses {
-			ready[st.Name] = st.Ready && st.State.Running != nil
+	for _, it := range items {
+		ref, err := name.ParseReference(it.image)
+		if err != nil {
+			continue
 		}
-		for _, c := range pod.Spec.Containers {
-			ref, err := name.ParseReference(c.Image)
-			if err != nil {
-				continue
-			}
-			ctxRepo := ref.Context()
-			if ctxRepo.RegistryStr() == repo.RegistryStr() && !seenRepo[ctxRepo.Name()] {
-				seenRepo[ctxRepo.Name()] = true
-				known = append(known, ctxRepo.Name())
-			}
-			if pod.Status.Phase != corev1.PodRunning || !ready[c.Name] || ctxRepo.Name() != repo.Name() {
-				continue
-			}
-			key := canonicalRef(ref)
-			if seenImage[key] || len(hints) >= clusterHintLimit {
-				continue
-			}
-			seenImage[key] = true
-			hints = append(hints, diagnose.Hint{Image: c.Image, Kind: diagnose.CandidateInCluster, Note: "running in pod " + pod.Name})
+		ctxRepo := ref.Context()
+		if ctxRepo.RegistryStr() == repo.RegistryStr() && !seenRepo[ctxRepo.Name()] {
+			seenRepo[ctxRepo.Name()] = true
+			known = append(known, ctxRepo.Name())
 		}
+		if !it.runningReady || ctxRepo.Name() != repo.Name() {
+			continue
+		}
+		key := canonicalRef(ref)
+		if seenImage[key] || len(hints) >= clusterHintLimit {
+			continue
+		}
+		seenImage[key] = true
+		hints = append(hints, diagnose.Hint{Image: it.image, Kind: diagnose.CandidateInCluster, Note: "running in pod " + it.pod})
 	}
 	sort.Strings(known)
 	return hints, known
