@@ -238,7 +238,12 @@ func (w *Watcher) resetLocked() {
 	w.detections = map[string][]time.Time{}
 }
 
-const eventsByPodUID = "podUID"
+// Indexes of the kubelet event cache: by the pod's UID (a pod's own
+// events) and by "namespace/name" (a pod not in the Pending cache).
+const (
+	eventsByPodUID  = "podUID"
+	eventsByPodName = "podName"
+)
 
 // Run starts the informers and blocks until ctx ends. Without leader
 // election it leads at once; with it, it campaigns and syncs and notifies
@@ -336,6 +341,12 @@ func (w *Watcher) startInformers(ctx context.Context) error {
 				return nil, nil
 			}
 			return []string{string(ev.InvolvedObject.UID)}, nil
+		}, eventsByPodName: func(obj any) ([]string, error) {
+			ev, ok := obj.(*corev1.Event)
+			if !ok {
+				return nil, nil
+			}
+			return []string{ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name}, nil
 		}}); err != nil {
 			return err
 		}
@@ -588,10 +599,12 @@ func (w *Watcher) getPod(ctx context.Context, ns, name string) (*corev1.Pod, err
 // a pod, newest first.
 func (w *Watcher) recentPullFailures(ns, name string) []*corev1.Event {
 	var out []*corev1.Event
+	// An index lookup, not a scan: in a storm every pod that leaves the
+	// Pending cache passes through here.
 	for _, idx := range w.eventIndexes {
-		for _, obj := range idx.List() {
-			ev := obj.(*corev1.Event)
-			if ev.InvolvedObject.Namespace == ns && ev.InvolvedObject.Name == name && strings.HasPrefix(ev.Message, "Failed to pull image") {
+		objs, _ := idx.ByIndex(eventsByPodName, ns+"/"+name)
+		for _, obj := range objs {
+			if ev := obj.(*corev1.Event); strings.HasPrefix(ev.Message, "Failed to pull image") {
 				out = append(out, ev)
 			}
 		}
