@@ -562,24 +562,31 @@ func (p *Prober) listAs(ctx context.Context, kc authn.Keychain, res authn.Resour
 
 // tagsAs is one tags listing with one credential, through the cache.
 func (p *Prober) tagsAs(ctx context.Context, repo, fetch name.Repository, cred credential) (listResult, bool, error) {
-	key := "tags|" + repo.String() + "|" + cred.identity
-	return p.lists.do(ctx, key, func() (listResult, bool) {
+	return p.listWith(ctx, "tags|"+repo.String(), fetch.RegistryStr(), cred, func(ctx context.Context, puller *remote.Puller) ([]string, error) {
+		lister, err := puller.Lister(ctx, fetch)
+		if err != nil {
+			return nil, err
+		}
+		page, err := lister.Next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return page.Tags, nil
+	})
+}
+
+// listWith runs one listing (tags or catalog) with one credential under a
+// per-host slot and the probe timeout, through the listing cache.
+func (p *Prober) listWith(ctx context.Context, key, host string, cred credential, list func(context.Context, *remote.Puller) ([]string, error)) (listResult, bool, error) {
+	return p.lists.do(ctx, key+"|"+cred.identity, func() (listResult, bool) {
 		var names []string
-		steps, err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
+		steps, err := p.withSlot(ctx, host, func(ctx context.Context) error {
 			puller, err := remote.NewPuller(p.remoteOptions(ctx, cred.auth, Platform{})...)
 			if err != nil {
 				return err
 			}
-			lister, err := puller.Lister(ctx, fetch)
-			if err != nil {
-				return err
-			}
-			page, err := lister.Next(ctx)
-			if err != nil {
-				return err
-			}
-			names = page.Tags
-			return nil
+			names, err = list(ctx, puller)
+			return err
 		})
 		return listResult{names: names, err: err, steps: steps}, ctx.Err() == nil
 	})
@@ -622,28 +629,20 @@ func (p *Prober) catalog(ctx context.Context, registry string, kc authn.Keychain
 
 // catalogAs is one catalog listing with one credential, through the cache.
 func (p *Prober) catalogAs(ctx context.Context, reg, fetch name.Registry, cred credential) (listResult, bool, error) {
-	key := "catalog|" + reg.String() + "|" + cred.identity
-	return p.lists.do(ctx, key, func() (listResult, bool) {
+	return p.listWith(ctx, "catalog|"+reg.String(), fetch.RegistryStr(), cred, func(ctx context.Context, puller *remote.Puller) ([]string, error) {
+		cat, err := puller.Catalogger(ctx, fetch)
+		if err != nil {
+			return nil, err
+		}
 		var names []string
-		steps, err := p.withSlot(ctx, fetch.RegistryStr(), func(ctx context.Context) error {
-			puller, err := remote.NewPuller(p.remoteOptions(ctx, cred.auth, Platform{})...)
+		for i := 0; i < p.o.catalogPages && cat.HasNext(); i++ {
+			page, err := cat.Next(ctx)
 			if err != nil {
-				return err
+				return names, err
 			}
-			cat, err := puller.Catalogger(ctx, fetch)
-			if err != nil {
-				return err
-			}
-			for i := 0; i < p.o.catalogPages && cat.HasNext(); i++ {
-				page, err := cat.Next(ctx)
-				if err != nil {
-					return err
-				}
-				names = append(names, page.Repos...)
-			}
-			return nil
-		})
-		return listResult{names: names, err: err, steps: steps}, ctx.Err() == nil
+			names = append(names, page.Repos...)
+		}
+		return names, nil
 	})
 }
 
