@@ -12,8 +12,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
@@ -412,39 +414,23 @@ func (b *bridge) findNamespace(ctx context.Context, wl watch.Workload) (string, 
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
-		var items []metav1.Object
 		opts := metav1.ListOptions{FieldSelector: sel}
+		var got []string
+		var err error
 		switch wl.Kind {
 		case "Deployment":
-			l, err := b.cs.AppsV1().Deployments(ns).List(ctx, opts)
-			if err != nil {
-				return "", listErr(wl, err)
-			}
-			for i := range l.Items {
-				items = append(items, &l.Items[i])
-			}
+			got, err = namespacesOf(b.cs.AppsV1().Deployments(ns).List(ctx, opts))
 		case "StatefulSet":
-			l, err := b.cs.AppsV1().StatefulSets(ns).List(ctx, opts)
-			if err != nil {
-				return "", listErr(wl, err)
-			}
-			for i := range l.Items {
-				items = append(items, &l.Items[i])
-			}
+			got, err = namespacesOf(b.cs.AppsV1().StatefulSets(ns).List(ctx, opts))
 		case "DaemonSet":
-			l, err := b.cs.AppsV1().DaemonSets(ns).List(ctx, opts)
-			if err != nil {
-				return "", listErr(wl, err)
-			}
-			for i := range l.Items {
-				items = append(items, &l.Items[i])
-			}
+			got, err = namespacesOf(b.cs.AppsV1().DaemonSets(ns).List(ctx, opts))
 		default:
 			return "", fmt.Errorf("say which namespace holds %s: /pullfix %s -n NAMESPACE", wl, strings.ToLower(wl.Kind)+"/"+wl.Name)
 		}
-		for _, o := range items {
-			found = append(found, o.GetNamespace())
+		if err != nil {
+			return "", listErr(wl, err)
 		}
+		found = append(found, got...)
 	}
 	switch len(found) {
 	case 0:
@@ -455,6 +441,24 @@ func (b *bridge) findNamespace(ctx context.Context, wl watch.Workload) (string, 
 		slices.Sort(found)
 		return "", fmt.Errorf("%s %q exists in several namespaces (%s): add -n NAMESPACE", wl.Kind, wl.Name, strings.Join(found, ", "))
 	}
+}
+
+// namespacesOf returns the namespaces of a list's items.
+func namespacesOf(list runtime.Object, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(items))
+	for _, o := range items {
+		if m, err := meta.Accessor(o); err == nil {
+			out = append(out, m.GetNamespace())
+		}
+	}
+	return out, nil
 }
 
 func listErr(wl watch.Workload, err error) error {
