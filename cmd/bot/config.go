@@ -43,6 +43,7 @@ type Config struct {
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat  string `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+	Pprof      bool   `envconfig:"PPROF" default:"false" desc:"also serve Go's profiles at /debug/pprof/ on PULLFIX_LISTEN_ADDR (for a profile of a storm; keep off where that address is reachable by others)"`
 }
 
 // loadConfig reads PULLFIX_* variables and rejects bad values with a clear

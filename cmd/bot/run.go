@@ -91,6 +91,9 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			extra[cfg.HTTPPath] = app.Handler()
 		}
 	}
+	if cfg.Pprof {
+		addPprof(extra)
+	}
 	w := watch.New(env.cs, env.diag, notifier, opts...)
 	if b != nil {
 		b.w = w

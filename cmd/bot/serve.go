@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,4 +60,18 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, p prob
 		_ = srv.Shutdown(shutdown)
 	}()
 	return ln.Addr().String(), nil
+}
+
+// addPprof adds Go's profiling handlers (PULLFIX_PPROF): the benchmark
+// takes a CPU profile of the bot during a storm through them. They are
+// opt-in because a profile exposes the process's internals.
+func addPprof(extra map[string]http.Handler) {
+	// Where workers wait (locks, channels) matters as much as CPU in a storm.
+	runtime.SetMutexProfileFraction(5)
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+	extra["GET /debug/pprof/"] = http.HandlerFunc(pprof.Index)
+	extra["GET /debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
+	extra["GET /debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+	extra["GET /debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+	extra["GET /debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 }

@@ -39,10 +39,12 @@ func main() {
 	fs.IntVar(&cfg.Namespaces, "namespaces", cfg.Namespaces, "namespaces the workloads are spread over")
 	fs.IntVar(&cfg.Channels, "channels", cfg.Channels, "Slack channels the namespaces report to (PULLFIX_SLACK_CHANNELS)")
 	fs.IntVar(&cfg.PodsPerNode, "pods-per-node", cfg.PodsPerNode, "pods per simulated node")
+	fs.DurationVar(&cfg.Backoff, "backoff", cfg.Backoff, "the simulated kubelets' initial image back-off (the cap is 30 times it): 10s is the kubelet's own pace, 200ms the test suites' 50× compression")
 	fs.DurationVar(&cfg.Stagger, "stagger", cfg.Stagger, "pause between creating two failing Deployments (0: all at once)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up after this long")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as one JSON object last")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log progress of the simulator and control plane")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "write the bot's CPU profile of the storm, its heap, mutex, block and goroutine profiles and its debug log to this directory")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}

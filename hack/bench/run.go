@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -37,16 +38,26 @@ type config struct {
 	PodsPerNode              int
 	// PerDeploy is the replica count of each healthy Deployment.
 	PerDeploy int
-	Stagger   time.Duration
-	Timeout   time.Duration
-	JSON      bool
-	Verbose   bool
+	// Backoff is the simulated kubelets' initial image back-off; the cap
+	// is 30 times it, as the kubelet's 10 s and 300 s.
+	Backoff time.Duration
+	Stagger time.Duration
+	Timeout time.Duration
+	JSON    bool
+	Verbose bool
+	// ProfileDir, when set, receives the bot's profiles and debug log.
+	ProfileDir string
 }
 
 func defaultConfig() config {
 	return config{
 		Pods: 10000, Failing: 1000, Workloads: 50, Namespaces: 20, Channels: 1, PodsPerNode: 100,
 		PerDeploy: 50, Timeout: 20 * time.Minute,
+		// The kubelet's own pace: a storm as dense as a real one. The
+		// test suites compress it 50× to finish fast, which makes 1,000
+		// failing pods retry (pull, event, status write) 50 times as often
+		// as real kubelets would.
+		Backoff: 10 * time.Second,
 	}
 }
 
@@ -62,6 +73,8 @@ func (c config) validate() error {
 		return errors.New("--namespaces, --channels and --pods-per-node must be at least 1")
 	case c.Timeout <= 0:
 		return errors.New("--timeout must be positive")
+	case c.Backoff <= 0:
+		return errors.New("--backoff must be positive")
 	}
 	return nil
 }
@@ -106,8 +119,21 @@ type Result struct {
 }
 
 type workloadLatency struct {
-	w       failingWorkload
-	latency time.Duration
+	w                failingWorkload
+	latency          time.Duration
+	failed, notified time.Time
+}
+
+// writeTimeline writes when each workload first failed and was notified,
+// to lay beside the bot's debug log.
+func writeTimeline(file string, ls []workloadLatency) error {
+	var b strings.Builder
+	b.WriteString("namespace\tworkload\tcause\tfirst_failing_write\tnotified\tlatency_ms\n")
+	for _, l := range ls {
+		fmt.Fprintf(&b, "%s\t%s\t%s\t%s\t%s\t%d\n", l.w.Namespace, l.w.Name, l.w.Cause,
+			l.failed.Format(time.RFC3339Nano), l.notified.Format(time.RFC3339Nano), l.latency.Milliseconds())
+	}
+	return os.WriteFile(file, []byte(b.String()), 0o644)
 }
 
 // missed lists the design §9 targets this result misses.
@@ -286,7 +312,8 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	nodes := max(1, (cfg.Pods+cfg.PodsPerNode-1)/cfg.PodsPerNode)
 	sim, err := kubeletsim.NewForConfig(cp.AdminConfig(),
 		kubeletsim.WithNodeCount("bench", nodes), kubeletsim.WithMirrors(mirrors),
-		kubeletsim.WithMaxPods(cfg.PodsPerNode+10), kubeletsim.WithWorkers(64), kubeletsim.WithLogger(log))
+		kubeletsim.WithMaxPods(cfg.PodsPerNode+10), kubeletsim.WithWorkers(64), kubeletsim.WithLogger(log),
+		kubeletsim.WithBackoff(cfg.Backoff, 30*cfg.Backoff))
 	if err != nil {
 		return res, err
 	}
@@ -326,6 +353,13 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 		"PULLFIX_REGISTRY_MIRRORS": mirrorsEnv(mirrors),
 		"PULLFIX_LOG_LEVEL":        "warn",
 	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return res, err
+		}
+		env["PULLFIX_PPROF"] = "true"
+		env["PULLFIX_LOG_LEVEL"] = "debug"
+	}
 	if cfg.Channels > 1 {
 		var pairs []string
 		for i := range cfg.Namespaces {
@@ -343,6 +377,11 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 			fmt.Fprintf(logw, "--- bot log (tail) ---\n%s\n---\n", bot.logTail(30))
 		}
 		bot.stop()
+		if cfg.ProfileDir != "" {
+			if cerr := copyFile(bot.logPath, filepath.Join(cfg.ProfileDir, "bot.log")); cerr != nil {
+				progress(logw, "keep the bot's log: %v", cerr)
+			}
+		}
 	}()
 	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		if err, ok := bot.exited(); ok {
@@ -358,6 +397,15 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	botBefore, _, _ := counts.counts()
 	progress(logw, "bot ready (%.1f MiB); creating %d failing Deployments with %d pods", res.RSSReadyMiB, len(bad), cfg.Failing)
 
+	var cpuProfile sync.WaitGroup
+	if cfg.ProfileDir != "" {
+		// The storm's first 30 s hold the detections the target is about.
+		cpuProfile.Go(func() {
+			if err := bot.save(ctx, "/debug/pprof/profile?seconds=30", filepath.Join(cfg.ProfileDir, "cpu.pprof")); err != nil {
+				progress(logw, "CPU profile: %v", err)
+			}
+		})
+	}
 	for i, w := range bad {
 		if i > 0 && cfg.Stagger > 0 {
 			select {
@@ -407,6 +455,15 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 		return res, fmt.Errorf("%d of %d failing workloads never reported in Slack (%s): %w", len(missing), len(bad), strings.Join(missing, ", "), waitErr)
 	}
 	stormDone := time.Now()
+	if cfg.ProfileDir != "" {
+		for _, name := range []string{"heap", "allocs", "mutex", "block", "goroutine"} {
+			if err := bot.save(ctx, "/debug/pprof/"+name, filepath.Join(cfg.ProfileDir, name+".pprof")); err != nil {
+				progress(logw, "%s profile: %v", name, err)
+			}
+		}
+		cpuProfile.Wait()
+		progress(logw, "profiles in %s (go tool pprof -top %s)", cfg.ProfileDir, filepath.Join(cfg.ProfileDir, "cpu.pprof"))
+	}
 	// Let the last group edits and late posts land before counting: wait
 	// for five quiet seconds of Slack traffic (at most a minute).
 	quietUntil(ctx, emu, 5*time.Second, time.Minute)
@@ -418,7 +475,12 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 		if !ok {
 			return res, fmt.Errorf("the simulator never wrote a failing status for %s", k)
 		}
-		res.perWorkload = append(res.perWorkload, workloadLatency{w: w, latency: notified[k].Sub(first)})
+		res.perWorkload = append(res.perWorkload, workloadLatency{w: w, latency: notified[k].Sub(first), failed: first, notified: notified[k]})
+	}
+	if cfg.ProfileDir != "" {
+		if err := writeTimeline(filepath.Join(cfg.ProfileDir, "timeline.tsv"), res.perWorkload); err != nil {
+			progress(logw, "timeline: %v", err)
+		}
 	}
 	slices.SortFunc(res.perWorkload, func(a, b workloadLatency) int { return cmp.Compare(a.latency, b.latency) })
 	lat := make([]time.Duration, len(res.perWorkload))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,6 +102,13 @@ func (d *Diagnoser) Diagnose(ctx context.Context, t Target, kc authn.Keychain) D
 	combine(&diag, cls.Cause, res, image, registryOf(image))
 
 	if wantsCandidates(diag.Cause) {
+		if t.Lookup != nil {
+			hints, known := t.Lookup(ctx)
+			t.Hints = append(slices.Clip(t.Hints), hints...)
+			t.KnownRepositories = append(slices.Clip(t.KnownRepositories), known...)
+			t.Lookup = nil
+			diag.Target = t
+		}
 		cands, steps := d.candidates(ctx, t, image, diag.Cause, kc, platform)
 		diag.Candidates = cands
 		diag.Probes = append(diag.Probes, steps...)
@@ -122,6 +130,7 @@ func offline(t Target) (Diagnosis, Classification, string) {
 	if image == "" {
 		image = cls.Image
 	}
+	t.Lookup = nil // a Diagnosis keeps what was looked up, not how
 	diag := Diagnosis{Target: t, Cause: cls.Cause, Confidence: ConfidenceMedium}
 	if cls.Evidence != "" {
 		diag.Evidence = append(diag.Evidence, Evidence{Source: FromKubelet, Text: cls.Evidence})

@@ -373,3 +373,53 @@ func BenchmarkDiagnoseRunbook(b *testing.B) {
 	b.ReportMetric(float64(reg.Count())/float64(b.N), "served/op")
 	b.ReportMetric(float64(p.Requests())/float64(b.N), "sent/op")
 }
+
+// TestDiagnoseLookupOnlyWhenCandidatesAreWanted checks that Target.Lookup,
+// which costs the watcher cluster reads, runs once when the cause calls for
+// candidates (its hints become verified candidates), never for a cause
+// fixed elsewhere, and is not kept in the Diagnosis.
+func TestDiagnoseLookupOnlyWhenCandidatesAreWanted(t *testing.T) {
+	_, _, p := runbook(t)
+	ecr := "public.ecr.aws/"
+	good := ecr + registries.RetailUI + ":1.2.1"
+	for _, tc := range []struct {
+		name      string
+		image     string
+		message   string
+		wantCalls int
+		wantCand  string
+	}{
+		{name: "repository typo", image: ecr + "aws-containers/retail-store-sample-uii:1.2.1", wantCalls: 1, wantCand: good},
+		{name: "image exists: the node's problem", image: good, message: `rpc error: code = Unknown desc = failed to pull and unpack image "` + good + `": failed to resolve reference "` + good + `": failed to do request: Head "https://public.ecr.aws/v2/` + registries.RetailUI + `/manifests/1.2.1": dial tcp 10.0.0.1:443: i/o timeout`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			msg := tc.message
+			if msg == "" {
+				msg = containerdNotFound(tc.image)
+			}
+			d := NewDiagnoser(p).Diagnose(context.Background(), Target{
+				Image: tc.image, Reason: "ErrImagePull", Message: msg,
+				Lookup: func(context.Context) ([]Hint, []string) {
+					calls++
+					return []Hint{{Image: good, Kind: CandidateInCluster, Note: "running in pod ui-1"}}, nil
+				},
+			}, nil)
+			logDiagnosis(t, d)
+			if calls != tc.wantCalls {
+				t.Errorf("Lookup called %d times for cause %s, want %d", calls, d.Cause, tc.wantCalls)
+			}
+			if d.Target.Lookup != nil {
+				t.Error("the Diagnosis keeps the Lookup function")
+			}
+			if tc.wantCand != "" {
+				if len(d.Candidates) == 0 || d.Candidates[0].Image != tc.wantCand {
+					t.Errorf("candidates %+v, want %s first", d.Candidates, tc.wantCand)
+				}
+				if len(d.Target.Hints) == 0 {
+					t.Error("the looked-up hints are not recorded in the Diagnosis's target")
+				}
+			}
+		})
+	}
+}

@@ -7,7 +7,10 @@
 // (Classification, Diagnosis) back. A test fences its imports.
 package diagnose
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Cause is the root cause of an image-pull failure. The string values are a
 // public contract: `bot explain --jsonl` prints them, Slack messages and
@@ -148,6 +151,13 @@ type Target struct {
 	// KnownRepositories are repository names seen in the cluster
 	// ("registry/path" without tag), used to find the closest existing name.
 	KnownRepositories []string `json:"knownRepositories,omitempty"`
+	// Lookup, when set, supplies more Hints and KnownRepositories on
+	// demand. Diagnose calls it at most once, and only when the cause calls
+	// for candidates, so a caller whose hints cost requests (a cluster's
+	// pods and revision history) pays for them only then; what it returns
+	// is added after Hints and KnownRepositories. It is never kept in a
+	// Diagnosis.
+	Lookup func(ctx context.Context) (hints []Hint, known []string) `json:"-"`
 }
 
 // CandidateKind says how a candidate was found.

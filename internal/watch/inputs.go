@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/singleflight"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,7 +38,8 @@ type inputs struct {
 	// images caches, per namespace, the images its pods run, so a storm of
 	// incidents in one namespace lists its pods once per nsImagesTTL
 	// instead of once per diagnosis.
-	images map[string]nsImages
+	images  map[string]nsImages
+	listing singleflight.Group // by namespace
 }
 
 // nsImages is what clusterImages keeps of one namespace's pod list: only
@@ -55,7 +58,9 @@ type podImage struct {
 const nsImagesTTL = 30 * time.Second
 
 // namespaceImages returns the images the namespace's pods run (the first
-// clusterPodLimit pods), from the cache when fresh.
+// clusterPodLimit pods), from the cache when fresh. Concurrent diagnoses in
+// one namespace share one listing, and the listing is read a page at a
+// time, so a storm holds at most one page of full pods per namespace.
 func (in *inputs) namespaceImages(ctx context.Context, ns string) ([]podImage, error) {
 	in.mu.Lock()
 	c, ok := in.images[ns]
@@ -63,21 +68,36 @@ func (in *inputs) namespaceImages(ctx context.Context, ns string) ([]podImage, e
 	if ok && time.Since(c.at) < nsImagesTTL {
 		return c.items, nil
 	}
-	// ResourceVersion "0" is served from the API server's watch cache.
-	pods, err := in.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: clusterPodLimit, ResourceVersion: "0"})
+	v, err, _ := in.listing.Do(ns, func() (any, error) { return in.listNamespaceImages(ctx, ns) })
 	if err != nil {
 		return nil, err
 	}
+	return v.([]podImage), nil
+}
+
+func (in *inputs) listNamespaceImages(ctx context.Context, ns string) ([]podImage, error) {
 	var items []podImage
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		ready := map[string]bool{}
-		for _, st := range pod.Status.ContainerStatuses {
-			ready[st.Name] = st.Ready && st.State.Running != nil
+	opts := metav1.ListOptions{Limit: clusterPodPage}
+	for seen := 0; seen < clusterPodLimit; {
+		pods, err := in.cs.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
 		}
-		for _, ctr := range pod.Spec.Containers {
-			items = append(items, podImage{pod: pod.Name, image: ctr.Image, runningReady: pod.Status.Phase == corev1.PodRunning && ready[ctr.Name]})
+		for i := range pods.Items {
+			pod := &pods.Items[i]
+			ready := map[string]bool{}
+			for _, st := range pod.Status.ContainerStatuses {
+				ready[st.Name] = st.Ready && st.State.Running != nil
+			}
+			for _, ctr := range pod.Spec.Containers {
+				items = append(items, podImage{pod: pod.Name, image: ctr.Image, runningReady: pod.Status.Phase == corev1.PodRunning && ready[ctr.Name]})
+			}
 		}
+		seen += len(pods.Items)
+		if pods.Continue == "" || len(pods.Items) == 0 {
+			break
+		}
+		opts.Continue = pods.Continue
 	}
 	in.mu.Lock()
 	if in.images == nil {
@@ -100,11 +120,18 @@ func newInputs(cs kubernetes.Interface) *inputs {
 // target builds the diagnosis target for the incident's container in pod,
 // and a keychain holding the pod's own pull secrets (then the bot's ECR
 // identity, when it has one, as the kubelet's credential provider).
+//
+// The node's platform and the pull secrets are read at once, in parallel.
+// The hints (the Deployment's revisions, the images running in the
+// namespace) cost a Deployment read, a ReplicaSet list and a page of pods,
+// and only causes fixed by another image need them: they are read in the
+// background from the start when the kubelet's words point that way, and
+// handed to the diagnoser through Target.Lookup, which waits for them only
+// when the diagnosis calls for candidates.
 func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *corev1.Pod) (diagnose.Target, authn.Keychain) {
 	t := diagnose.Target{
 		Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name,
 		Container: k.Container, Image: k.Image, ServiceAccount: pod.Spec.ServiceAccountName,
-		Platform: in.platform(ctx, pod.Spec.NodeName),
 	}
 	for _, fc := range FailingContainers(pod) {
 		if fc.Name == k.Container {
@@ -112,35 +139,73 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 			break
 		}
 	}
-	var secrets []*corev1.Secret
-	for _, ref := range pod.Spec.ImagePullSecrets {
-		t.PullSecrets = append(t.PullSecrets, ref.Name)
-		s, err := in.cs.CoreV1().Secrets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if err != nil {
-			// The kubelet skips a missing pull secret too; say so and go on.
-			log.Warn("pull secret unreadable; probing without it", "namespace", pod.Namespace, "secret", ref.Name, "err", err)
-			continue
-		}
-		secrets = append(secrets, s)
+	type looked struct {
+		hints []diagnose.Hint
+		known []string
 	}
+	lookup := sync.OnceValue(func() looked {
+		var l looked
+		var wg sync.WaitGroup
+		var revHints []diagnose.Hint
+		if k.Kind == "Deployment" {
+			wg.Go(func() { revHints = in.revisionHints(ctx, log, k) })
+		}
+		inCluster, known := in.clusterImages(ctx, log, k)
+		wg.Wait()
+		l.hints, l.known = appendHints(revHints, inCluster), known
+		return l
+	})
+	if prefetchHints(diagnose.Classify(t.Reason, t.Message).Cause) {
+		go lookup()
+	}
+	t.Lookup = func(context.Context) ([]diagnose.Hint, []string) {
+		l := lookup()
+		return l.hints, l.known
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { t.Platform = in.platform(ctx, pod.Spec.NodeName) })
+	secrets := make([]*corev1.Secret, len(pod.Spec.ImagePullSecrets))
+	for i, ref := range pod.Spec.ImagePullSecrets {
+		t.PullSecrets = append(t.PullSecrets, ref.Name)
+		wg.Go(func() {
+			s, err := in.cs.CoreV1().Secrets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			if err != nil {
+				// The kubelet skips a missing pull secret too; say so and go on.
+				log.Warn("pull secret unreadable; probing without it", "namespace", pod.Namespace, "secret", ref.Name, "err", err)
+				return
+			}
+			secrets[i] = s
+		})
+	}
+	wg.Wait()
+	// In the pod's order, as the kubelet tries them.
+	secrets = slices.DeleteFunc(secrets, func(s *corev1.Secret) bool { return s == nil })
 	secretsKC, errs := KeychainFromSecrets(secrets)
 	for _, err := range errs {
 		log.Warn("pull secret ignored", "err", err)
 	}
-	kc := withProvider(secretsKC, in.ecr)
-	if k.Kind == "Deployment" {
-		t.Hints = in.revisionHints(ctx, log, k)
+	return t, withProvider(secretsKC, in.ecr)
+}
+
+// prefetchHints says whether the kubelet's cause points to a fix by another
+// image (a missing repository, tag or platform; a denial that may hide a
+// missing repository), so the hints are worth reading before the probe
+// answers. A network, rate-limit or policy failure is fixed elsewhere.
+func prefetchHints(c diagnose.Cause) bool {
+	switch c {
+	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound, diagnose.NotFoundOrUnauthorized,
+		diagnose.PlatformMismatch, diagnose.Unauthorized, diagnose.AccessDenied, diagnose.Unknown:
+		return true
 	}
-	inCluster, known := in.clusterImages(ctx, log, k)
-	t.Hints = appendHints(t.Hints, inCluster)
-	t.KnownRepositories = known
-	return t, kc
+	return false
 }
 
 // Bounds on the in-cluster look-up: one page of pods per diagnosis, and a
 // handful of hints so candidate verification stays within its budget.
 const (
 	clusterPodLimit  = 500
+	clusterPodPage   = 100
 	clusterHintLimit = 5
 )
 

@@ -2,17 +2,24 @@ package watch
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 )
 
@@ -155,3 +162,87 @@ func TestClusterImages(t *testing.T) {
 		})
 	}
 }
+
+// TestNamespaceImagesPagedAndShared lists a namespace of 250 pods on the
+// real API server: the listing is read in pages of clusterPodPage (so no
+// more than a page of full pods is held at once), stops at
+// clusterPodLimit, and concurrent diagnoses in the namespace share one
+// listing.
+func TestNamespaceImagesPagedAndShared(t *testing.T) {
+	controlplane.Require(t, cp)
+	cfg := cp.AdminConfig()
+	cfg.QPS, cfg.Burst = 500, 1000
+	admin, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "images-" + strings.ToLower(rand.Text()[:6])
+	if _, err := admin.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	poll(t, 30*time.Second, "default ServiceAccount", func(ctx context.Context) (bool, error) {
+		_, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	const pods = 250
+	var wg sync.WaitGroup
+	for i := range pods {
+		wg.Go(func() {
+			_, err := admin.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%03d", i)},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: fmt.Sprintf("registry.example.com/team/app:%d", i)}}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	var lists, listed atomic.Int64
+	counting := cp.AdminConfig()
+	counting.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/namespaces/"+ns+"/pods") {
+				lists.Add(1)
+				if r.URL.Query().Get("limit") != fmt.Sprint(clusterPodPage) {
+					t.Errorf("list without the page limit: %s", r.URL.RawQuery)
+				}
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	cs, err := kubernetes.NewForConfig(counting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newInputs(cs)
+	for range 8 {
+		wg.Go(func() {
+			items, err := in.namespaceImages(t.Context(), ns)
+			if err != nil {
+				t.Error(err)
+			}
+			listed.Store(int64(len(items)))
+		})
+	}
+	wg.Wait()
+	if got, want := lists.Load(), int64((pods+clusterPodPage-1)/clusterPodPage); got != want {
+		t.Errorf("%d list requests for 8 concurrent diagnoses of %d pods, want %d (one listing, in pages)", got, pods, want)
+	}
+	if listed.Load() != pods {
+		t.Errorf("listed %d images, want %d", listed.Load(), pods)
+	}
+	// Fresh: from the cache, no request.
+	if _, err := in.namespaceImages(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	if got := lists.Load(); got != int64((pods+clusterPodPage-1)/clusterPodPage) {
+		t.Errorf("a fresh listing was read again (%d requests)", got)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -295,11 +295,23 @@ func (w *Watcher) reportChange(ctx context.Context, inc Incident) error {
 
 // notifyIncident diagnoses and posts an incident (new, or a snoozed one
 // waking); detected is when it (re)entered notification, for grouping.
-func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, detected time.Time) error {
+func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, detected time.Time) (err error) {
+	began := time.Now()
 	d, err := w.diagnoseWithin(ctx, ks, inc)
 	if err != nil {
 		return err
 	}
+	diagnosed := time.Now()
+	// Where the time to a notification went: waiting in the queue, at the
+	// registry, at Slack.
+	defer func() {
+		if err != nil {
+			return
+		}
+		w.log.Info("incident notified", "id", inc.ID, "key", ks, "cause", d.Cause, "after", time.Since(detected).Round(time.Millisecond),
+			"queued", began.Sub(detected).Round(time.Millisecond), "diagnosis", diagnosed.Sub(began).Round(time.Millisecond),
+			"post", time.Since(diagnosed).Round(time.Millisecond))
+	}()
 	prev := inc.State
 	inc.Diagnosis = &d
 	inc.State = StateNotified

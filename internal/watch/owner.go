@@ -3,11 +3,15 @@ package watch
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
+	"golang.org/x/sync/singleflight"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -20,8 +24,30 @@ type ownerResolver struct {
 	cs  kubernetes.Interface
 	max int
 
-	mu    sync.Mutex
-	cache map[string]Workload // "namespace/Kind/name" of an intermediate owner → workload
+	mu       sync.Mutex
+	cache    map[string]Workload // "namespace/Kind/name" of an intermediate owner → workload
+	inflight singleflight.Group
+}
+
+// deploymentByName resolves a Deployment's pod without a request: the
+// Deployment controller names each ReplicaSet "<deployment>-<hash>" and
+// labels it and its pods pod-template-hash=<hash> (generateReplicaSetName
+// in pkg/controller/deployment/sync.go, v1.37). In a storm every new
+// workload's first pods would otherwise wait for a ReplicaSet read from a
+// loaded API server. A ReplicaSet adopted under another name, a bare one,
+// or one at the name-length limit (where the controller truncates the
+// Deployment's name) takes the read.
+func deploymentByName(pod *corev1.Pod, ref *metav1.OwnerReference) (Workload, bool) {
+	hash := pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	if ref.Kind != "ReplicaSet" || hash == "" || !strings.HasPrefix(ref.APIVersion, "apps/") ||
+		len(ref.Name) >= validation.DNS1123SubdomainMaxLength {
+		return Workload{}, false
+	}
+	name, ok := strings.CutSuffix(ref.Name, "-"+hash)
+	if !ok || name == "" {
+		return Workload{}, false
+	}
+	return Workload{Kind: "Deployment", Name: name}, true
 }
 
 func newOwnerResolver(cs kubernetes.Interface, max int) *ownerResolver {
@@ -41,6 +67,9 @@ func (r *ownerResolver) Resolve(ctx context.Context, pod *corev1.Pod) (Workload,
 	}
 	switch ref.Kind {
 	case "ReplicaSet", "Job":
+		if w, ok := deploymentByName(pod, ref); ok {
+			return w, nil
+		}
 		key := pod.Namespace + "/" + ref.Kind + "/" + ref.Name
 		r.mu.Lock()
 		w, ok := r.cache[key]
@@ -48,10 +77,12 @@ func (r *ownerResolver) Resolve(ctx context.Context, pod *corev1.Pod) (Workload,
 		if ok {
 			return w, nil
 		}
-		w, err := r.lookup(ctx, pod.Namespace, ref.Kind, ref.Name)
+		// The pods of one new owner arrive together: one read for all.
+		v, err, _ := r.inflight.Do(key, func() (any, error) { return r.lookup(ctx, pod.Namespace, ref.Kind, ref.Name) })
 		if err != nil {
 			return Workload{Kind: ref.Kind, Name: ref.Name}, err
 		}
+		w = v.(Workload)
 		r.mu.Lock()
 		if len(r.cache) >= r.max {
 			// Owners change rarely; dropping everything is simpler than LRU and

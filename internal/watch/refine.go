@@ -29,36 +29,61 @@ type Refiner interface {
 }
 
 // diagnoseWithin diagnoses inc, waiting at most the budget for the
-// registry. When the budget runs out it returns the kubelet-only
-// diagnosis, and the full one is stored and reported through a "refine"
+// cluster reads and the registry together. When the budget runs out it
+// returns the kubelet-only diagnosis (from the pod in the cache, no
+// request), and the full one is stored and reported through a "refine"
 // item when it arrives.
 func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (diagnose.Diagnosis, error) {
-	t, kc, err := w.targetOf(ctx, inc)
+	if w.budget <= 0 {
+		return w.diagnoseIncident(ctx, inc)
+	}
+	// The kubelet's words come from the caches; without them (the pod is
+	// gone) there is nothing to diagnose.
+	quickT, err := w.quickTarget(inc)
 	if err != nil {
 		return diagnose.Diagnosis{}, err
 	}
-	if w.budget <= 0 {
-		return w.diag.Diagnose(ctx, t, kc), nil
+	type answer struct {
+		d   diagnose.Diagnosis
+		err error
 	}
-	done := make(chan diagnose.Diagnosis, 1)
-	// The probe runs under the watcher's context, not this sync's: it is
-	// bounded by its own timeouts and its answer is wanted after the post.
-	go func() { done <- w.diag.Diagnose(context.WithoutCancel(ctx), t, kc) }()
+	done := make(chan answer, 1)
+	// The reads and the probe run under the watcher's context, not this
+	// sync's: they are bounded by their own timeouts and their answer is
+	// wanted after the post.
+	go func() {
+		began := time.Now()
+		bg := context.WithoutCancel(ctx)
+		t, kc, err := w.targetOf(bg, inc)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		read := time.Since(began)
+		d := w.diag.Diagnose(bg, t, kc)
+		w.log.Debug("diagnosed", "key", ks, "cause", d.Cause, "inputs", read.Round(time.Millisecond), "probe", d.ProbeDuration.Round(time.Millisecond))
+		done <- answer{d: d}
+	}()
 	timer := time.NewTimer(w.budget)
 	defer timer.Stop()
 	select {
-	case d := <-done:
-		return d, nil
+	case a := <-done:
+		return a.d, a.err
 	case <-ctx.Done():
 		return diagnose.Diagnosis{}, ctx.Err()
 	case <-timer.C:
 	}
-	quick := diagnose.DiagnoseOffline(t)
+	quick := diagnose.DiagnoseOffline(quickT)
 	go func() {
-		d := <-done
+		a := <-done
+		if a.err != nil {
+			// The pod went away meanwhile: the kubelet's words stand.
+			w.log.Debug("full diagnosis not available; keeping the kubelet's words", "key", ks, "err", a.err)
+			return
+		}
 		w.mu.Lock()
 		if e := w.incidents[ks]; e != nil {
-			e.refined = &d
+			e.refined = &a.d
 		}
 		w.mu.Unlock()
 		w.enqueue("refine:" + ks)

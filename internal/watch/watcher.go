@@ -652,6 +652,7 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 	if pod != nil && pod.DeletionTimestamp == nil {
 		failing := FailingContainers(pod)
 		if len(failing) > 0 {
+			began := time.Now()
 			wl, err := w.owners.Resolve(ctx, pod)
 			if err != nil {
 				return err
@@ -659,7 +660,9 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 			for _, fc := range failing {
 				k := Key{Cluster: w.cluster, Namespace: ns, Workload: wl, Container: fc.Name, Image: fc.Image}
 				keys = append(keys, k.String())
-				w.ensureIncident(k, podKey)
+				if w.ensureIncident(k, podKey) {
+					w.log.Debug("incident opened", "key", k.String(), "pod", podKey, "owner", time.Since(began).Round(time.Millisecond))
+				}
 			}
 		}
 	}
@@ -698,9 +701,10 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 // ensureIncident adds the pod to the key's incident, creating it — or
 // bringing back a persisted one, so a dismissed key stays quiet — when
 // there is none.
-func (w *Watcher) ensureIncident(k Key, podKey string) {
+//
+// It reports whether it opened a new incident.
+func (w *Watcher) ensureIncident(k Key, podKey string) (opened bool) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	ks := k.String()
 	e := w.incidents[ks]
 	if e == nil {
@@ -711,9 +715,12 @@ func (w *Watcher) ensureIncident(k Key, podKey string) {
 			now := time.Now()
 			e = w.addEntryLocked(Incident{ID: id, Key: k, State: StateOpen, Opened: now, Changed: now})
 			w.noteDetectionLocked(k.Image, now)
+			opened = true
 		}
 	}
 	e.pods[podKey] = struct{}{}
+	w.mu.Unlock()
+	return opened
 }
 
 // addEntryLocked tracks inc as an active incident; a persisted state counts
@@ -825,15 +832,61 @@ func (w *Watcher) targetOf(ctx context.Context, inc Incident) (diagnose.Target, 
 		return diagnose.Target{}, nil, err
 	}
 	if pod == nil {
-		return diagnose.Target{}, nil, errors.New("pod vanished before diagnosis")
+		return diagnose.Target{}, nil, errPodVanished
 	}
 	t, kc := w.inputs.target(ctx, w.log, inc.Key, pod)
+	w.kubeletWords(&t, pod)
+	return t, kc, nil
+}
+
+var errPodVanished = errors.New("pod vanished before diagnosis")
+
+// quickTarget is the part of the target the caches hold — the image and
+// the kubelet's words — for a first message that sends no request.
+func (w *Watcher) quickTarget(inc Incident) (diagnose.Target, error) {
+	var pod *corev1.Pod
+	for _, pl := range w.podListers {
+		if pl.namespace != "" && pl.namespace != inc.Key.Namespace {
+			continue
+		}
+		if p, err := pl.lister.Pods(inc.Key.Namespace).Get(inc.Pods[0]); err == nil {
+			pod = p
+			break
+		}
+	}
+	k := inc.Key
+	t := diagnose.Target{Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name, Container: k.Container, Image: k.Image}
+	if pod == nil {
+		// A Running pod whose new image fails is outside the Pending
+		// cache; its events say what the kubelet said.
+		if evs := w.recentPullFailures(k.Namespace, inc.Pods[0]); len(evs) > 0 {
+			t.Reason, t.Message = evs[0].Reason, evs[0].Message
+			return t, nil
+		}
+		return t, errPodVanished
+	}
+	for _, fc := range FailingContainers(pod) {
+		if fc.Name == k.Container {
+			t.Reason, t.Message = fc.Reason, fc.Message
+			break
+		}
+	}
+	t.ServiceAccount = pod.Spec.ServiceAccountName
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		t.PullSecrets = append(t.PullSecrets, ref.Name)
+	}
+	w.kubeletWords(&t, pod)
+	return t, nil
+}
+
+// kubeletWords fills in the kubelet's event when the status holds no
+// error text (a bare back-off line).
+func (w *Watcher) kubeletWords(t *diagnose.Target, pod *corev1.Pod) {
 	if t.Message == "" || isBareBackOff(t.Message) {
 		if evs := w.eventsForUID(string(pod.UID)); len(evs) > 0 {
 			t.Reason, t.Message = evs[0].Reason, evs[0].Message
 		}
 	}
-	return t, kc, nil
 }
 
 // isBareBackOff reports a pre-1.32 back-off message that names no error.

@@ -28,7 +28,7 @@ import (
 
 // StatusWriteFunc observes a successful pod status write: the pod, the
 // reason it now shows (the first waiting reason of its init or regular
-// containers, else its phase) and when the write returned.
+// containers, else its phase) and when the write was sent.
 type StatusWriteFunc func(pod types.NamespacedName, reason string, at time.Time)
 
 // Simulator is a set of simulated kubelets sharing one client, one worker
@@ -121,8 +121,9 @@ func (s *Simulator) Nodes() []string {
 	return out
 }
 
-// OnStatusWrite sets a hook called after every successful pod status write
-// (for a benchmark: timestamp the first failing status). It is called from
+// OnStatusWrite sets a hook called after every successful pod status write,
+// with the time the write was sent (for a benchmark: timestamp the first
+// failing status). It is called from
 // the workers, concurrently, and must not block. Set it before Start.
 func (s *Simulator) OnStatusWrite(fn StatusWriteFunc) {
 	s.mu.Lock()
