@@ -59,7 +59,9 @@ func TestOwnerResolverReads(t *testing.T) {
 				reads.Add(1)
 				return false, nil, nil
 			})
-			got, err := newOwnerResolver(cs, 0).Resolve(context.Background(), tc.pod)
+			// As the informer caches it.
+			slim, _ := slimPod(tc.pod)
+			got, err := newOwnerResolver(cs, 0).Resolve(context.Background(), slim.(*corev1.Pod))
 			if err != nil {
 				t.Fatal(err)
 			}

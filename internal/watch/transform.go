@@ -1,6 +1,7 @@
 package watch
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -20,6 +21,7 @@ func slimPod(obj any) (any, error) {
 			Namespace:         pod.Namespace,
 			UID:               pod.UID,
 			ResourceVersion:   pod.ResourceVersion,
+			Labels:            ownerLabels(pod.Labels),
 			OwnerReferences:   pod.OwnerReferences,
 			CreationTimestamp: pod.CreationTimestamp,
 			DeletionTimestamp: pod.DeletionTimestamp,
@@ -38,6 +40,16 @@ func slimPod(obj any) (any, error) {
 		},
 	}
 	return out, nil
+}
+
+// ownerLabels keeps the one label owner resolution reads: the Deployment
+// controller's pod-template-hash, which names the Deployment without a
+// request (deploymentByName).
+func ownerLabels(l map[string]string) map[string]string {
+	if h, ok := l[appsv1.DefaultDeploymentUniqueLabelKey]; ok {
+		return map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: h}
+	}
+	return nil
 }
 
 func slimContainers(cs []corev1.Container) []corev1.Container {
