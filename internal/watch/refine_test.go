@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 )
@@ -70,4 +72,55 @@ func TestSlowRegistryPostsWithinBudget(t *testing.T) {
 		t.Errorf("%d posts, want 1", n)
 	}
 	t.Logf("kubelet-only post, then the probe's verdict (%s) as an edit", got.Diagnosis.ProbeDuration.Round(time.Millisecond))
+}
+
+// blockingDiagnoser holds every diagnosis until released, like a registry
+// that hangs.
+type blockingDiagnoser struct {
+	entered chan string
+	release chan struct{}
+}
+
+func (b *blockingDiagnoser) Diagnose(_ context.Context, t diagnose.Target, _ authn.Keychain) diagnose.Diagnosis {
+	b.entered <- t.Name
+	<-b.release
+	return diagnose.DiagnoseOffline(t)
+}
+
+// TestIncidentOpensWhileDiagnosesWait: a diagnosis that holds its worker
+// (a hanging registry, no budget) must not delay opening the next
+// workload's incident: pods are synced from their own queue.
+func TestIncidentOpensWhileDiagnosesWait(t *testing.T) {
+	e := newCluster(t)
+	b := &blockingDiagnoser{entered: make(chan string, 10), release: make(chan struct{})}
+	w := New(e.cs, b, e.rec, WithCluster("test"), WithNamespaces(e.ns), WithWorkers(1), WithDiagnosisBudget(0))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		close(b.release)
+		cancel()
+		<-done
+	}()
+	poll(t, 30*time.Second, "watcher synced", func(context.Context) (bool, error) { return w.HasSynced(), nil })
+
+	e.deployment("first", badImage, 1)
+	select {
+	case name := <-b.entered:
+		if name != "first" {
+			t.Fatalf("diagnosing %s, want first", name)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("first was never diagnosed")
+	}
+	// The only incident worker is now held by first's diagnosis.
+	e.deployment("second", badImage, 1)
+	poll(t, 60*time.Second, "second's incident opened while first's diagnosis waits", func(context.Context) (bool, error) {
+		for _, inc := range w.Incidents() {
+			if inc.Key.Name == "second" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -179,10 +179,11 @@ type Watcher struct {
 	detections   map[string][]time.Time // registry → sorted detection times
 }
 
-// queueBox holds the leader's workqueue; nil while following, so informer
+// queueBox holds the leader's workqueues; nil while following, so informer
 // events only warm the caches.
 type queueBox struct {
-	q workqueue.TypedRateLimitingInterface[string]
+	q    workqueue.TypedRateLimitingInterface[string] // incidents, groups, refinements, state
+	pods workqueue.TypedRateLimitingInterface[string] // "pod:" items
 }
 
 type podLister struct {
@@ -377,10 +378,16 @@ func (w *Watcher) lead(ctx context.Context) {
 	if !w.loadState(ctx) {
 		return
 	}
-	box := &queueBox{q: workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix"})}
+	box := &queueBox{
+		q: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix"}),
+		pods: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix-pods"}),
+	}
 	defer box.q.ShutDown()
+	defer box.pods.ShutDown()
 	restored := w.restore()
 	w.queue.Store(box)
 	defer w.queue.Store(nil)
@@ -414,8 +421,15 @@ func (w *Watcher) lead(ctx context.Context) {
 			}
 		})
 	}
+	for range podWorkers {
+		wg.Go(func() {
+			for w.processNext(ctx, box.pods) {
+			}
+		})
+	}
 	<-ctx.Done()
 	box.q.ShutDown()
+	box.pods.ShutDown()
 	wg.Wait()
 }
 
@@ -502,14 +516,28 @@ func (w *Watcher) HasSynced() bool {
 // enqueue adds an item to the leader's queue; a follower drops it.
 func (w *Watcher) enqueue(item string) {
 	if b := w.queue.Load(); b != nil {
-		b.q.Add(item)
+		b.of(item).Add(item)
 	}
 }
 
 func (w *Watcher) enqueueAfter(item string, d time.Duration) {
 	if b := w.queue.Load(); b != nil {
-		b.q.AddAfter(item, d)
+		b.of(item).AddAfter(item, d)
 	}
+}
+
+// podWorkers sync pods: cache reads, rarely an owner read, so a few suffice.
+const podWorkers = 4
+
+// of is the queue an item belongs to: pods have their own, so that opening
+// an incident never waits behind diagnoses, which hold a worker for up to
+// the diagnosis budget — in a storm the next workload's first failing pod
+// would otherwise queue behind the last one's registry probe.
+func (b *queueBox) of(item string) workqueue.TypedRateLimitingInterface[string] {
+	if strings.HasPrefix(item, "pod:") {
+		return b.pods
+	}
+	return b.q
 }
 
 func (w *Watcher) enqueuePod(obj any) {
