@@ -44,6 +44,8 @@ type bridge struct {
 	mu sync.Mutex
 	// proven caches, per incident, the pull secrets shown to work.
 	proven map[string][]string
+	// searching holds incidents whose pull secrets are being looked for.
+	searching map[string]bool
 	// reported holds incidents whose fix the Slack app followed to ready
 	// itself, so the watcher's later Resolved adds no second message.
 	reported map[string]bool
@@ -56,14 +58,18 @@ func newBridge(w *watch.Watcher, p *watch.Patcher, cs kubernetes.Interface, d wa
 	return &bridge{
 		w: w, p: p, cs: cs, diag: d, prober: prober, cluster: cfg.Cluster, scope: cfg.Namespaces,
 		secrets: cfg.PullSecretProbing, log: log, proven: map[string][]string{}, reported: map[string]bool{},
-		inflight: map[string]bool{},
+		inflight: map[string]bool{}, searching: map[string]bool{},
 	}
 }
 
 // ---- watch.Notifier ----
 
 func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error) {
-	return b.app.Opened(ctx, b.toSlack(ctx, inc))
+	ref, err := b.app.Opened(ctx, b.toSlack(ctx, inc))
+	if err == nil {
+		b.findSecretsLater(ctx, inc, ref)
+	}
+	return ref, err
 }
 
 // Refined edits the posted message when the registry probe answered after
@@ -72,7 +78,13 @@ func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
 	if inc.NotifyRef == "" {
 		return nil
 	}
-	return b.app.Refresh(ctx, b.toSlack(ctx, inc))
+	err := b.app.Refresh(ctx, b.toSlack(ctx, inc))
+	if err == nil {
+		// The registry's verdict may be a credentials problem the
+		// kubelet's words did not show.
+		b.findSecretsLater(ctx, inc, inc.NotifyRef)
+	}
+	return err
 }
 
 // Updated: every lifecycle change (fixing, dismissed, snoozed) starts with a
@@ -219,12 +231,17 @@ func (b *bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, err
 	b.mu.Lock()
 	delete(b.proven, id)
 	b.mu.Unlock()
+	// The person asked and waits for the answer: look for working pull
+	// secrets now.
+	b.provenSecrets(ctx, inc)
 	return b.toSlack(ctx, inc), nil
 }
 
 // toSlack converts a watcher incident into what the Slack app renders,
-// finding proven pull secrets once for credential causes.
-func (b *bridge) toSlack(ctx context.Context, inc watch.Incident) slackapp.Incident {
+// with the pull secrets already proven to work for it. It sends no
+// request: a message waits for no secret search (findSecretsLater edits
+// the found ones in).
+func (b *bridge) toSlack(_ context.Context, inc watch.Incident) slackapp.Incident {
 	out := slackapp.Incident{
 		ID: inc.ID, Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name,
 		Container: inc.Key.Container, Image: inc.Key.Image, Pods: inc.Pods, State: string(inc.State),
@@ -233,15 +250,66 @@ func (b *bridge) toSlack(ctx context.Context, inc watch.Incident) slackapp.Incid
 	if inc.State == watch.StateFixing {
 		out.FixingBy = inc.By
 	}
-	out.ProvenSecrets = b.provenSecrets(ctx, inc)
+	b.mu.Lock()
+	out.ProvenSecrets = b.proven[inc.ID]
+	b.mu.Unlock()
 	return out
 }
 
 // credentialCauses are the causes a pull secret can fix.
 var credentialCauses = []diagnose.Cause{diagnose.Unauthorized, diagnose.AccessDenied, diagnose.CredentialsExpired, diagnose.NotFoundOrUnauthorized}
 
+func (b *bridge) wantsSecrets(inc watch.Incident) bool {
+	return b.secrets && b.prober != nil && inc.Diagnosis != nil && slices.Contains(credentialCauses, inc.Diagnosis.Cause)
+}
+
+// findSecretsLater looks for working pull secrets for a posted incident in
+// the background — it reads ServiceAccounts, pods and Secrets and probes
+// the registry with each, which in a storm takes seconds the first message
+// must not wait for — and edits the message when it finds one.
+func (b *bridge) findSecretsLater(ctx context.Context, inc watch.Incident, ref string) {
+	if !b.wantsSecrets(inc) {
+		return
+	}
+	b.mu.Lock()
+	_, done := b.proven[inc.ID]
+	busy := b.searching[inc.ID]
+	if !done && !busy {
+		b.searching[inc.ID] = true
+	}
+	b.mu.Unlock()
+	if done || busy {
+		return
+	}
+	go func() {
+		defer func() {
+			b.mu.Lock()
+			delete(b.searching, inc.ID)
+			b.mu.Unlock()
+		}()
+		ctx := context.WithoutCancel(ctx)
+		if len(b.provenSecrets(ctx, inc)) == 0 {
+			return
+		}
+		// Edit only a message that still offers fixes: a click since the
+		// post has rendered it itself.
+		cur, ok := b.w.Incident(inc.ID)
+		if !ok || cur.GroupID != "" || (cur.State != watch.StateNotified && cur.State != watch.StateOpen) {
+			return
+		}
+		if cur.NotifyRef == "" {
+			cur.NotifyRef = ref
+		}
+		if err := b.app.Refresh(ctx, b.toSlack(ctx, cur)); err != nil {
+			b.log.Warn("adding the working pull secret to the message", "incident", inc.ID, "err", err)
+		}
+	}()
+}
+
+// provenSecrets returns the pull secrets shown to work for the incident's
+// image, searching (and caching the answer) when none is cached.
 func (b *bridge) provenSecrets(ctx context.Context, inc watch.Incident) []string {
-	if !b.secrets || b.prober == nil || inc.Diagnosis == nil || !slices.Contains(credentialCauses, inc.Diagnosis.Cause) {
+	if !b.wantsSecrets(inc) {
 		return nil
 	}
 	b.mu.Lock()
@@ -401,6 +469,7 @@ func (b *bridge) Diagnose(ctx context.Context, namespace, kind, name string) (sl
 		known.Diagnosis = inc.Diagnosis
 		inc = known
 	}
+	b.provenSecrets(ctx, inc) // asked on demand: the answer may wait for it
 	return b.toSlack(ctx, inc), false, nil
 }
 

@@ -1019,6 +1019,19 @@ func TestSeedAccessDenied(t *testing.T) {
 	pod := e.waitPullFailure(t, "ui-new", "ImagePullBackOff")
 	e.checkKubeletEvents(t, pod, image, "401 Unauthorized")
 
+	// The post waits for no secret search: the working secret is edited
+	// into the same message once proven.
+	waitSlack(t, e.emu, 30*time.Second, "the proven pull secret in the message", func() bool {
+		m, _ := e.emu.Message(channelID, root.TS)
+		var bs blocks
+		return json.Unmarshal(m.Blocks, &bs) == nil && bs.hasAction(slackapp.ActionIDAddSecret)
+	})
+	for _, c := range e.emu.Calls("") {
+		if c.Method == "chat.postMessage" && c.Params.Get("thread_ts") == "" && parseBlocks(t, c.Blocks).hasAction(slackapp.ActionIDAddSecret) {
+			t.Error("the first post already offers the secret: it waited for the secret search")
+		}
+	}
+	root = e.root(t, root.TS)
 	bs := parseBlocks(t, root.Blocks)
 	text := bs.text()
 	t.Logf("header %q", bs.header())
