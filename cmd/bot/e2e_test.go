@@ -264,7 +264,8 @@ func newE2E(t *testing.T, w world) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim.OnStatusWrite(func(_ types.NamespacedName, reason string, at time.Time) {
+	sim.OnStatusWrite(func(sw kubeletsim.StatusWrite) {
+		reason, at := sw.Reason, sw.Written
 		if reason != "ErrImagePull" {
 			return
 		}

@@ -39,9 +39,11 @@ import (
 // every workload, so nothing is hidden by folding.
 const DefaultGroupWindow = 30 * time.Second
 
-// groupUpdateDelay gathers the joins of one burst into one edit: Slack
-// allows about one chat.update per second per message.
-const groupUpdateDelay = 250 * time.Millisecond
+// groupUpdateDelay gathers the joins of one burst into one edit. It is
+// short because a joining workload is named only by that edit; later joins
+// wait in the Slack queue, which paces each channel and keeps only the
+// latest edit of a message.
+const groupUpdateDelay = 100 * time.Millisecond
 
 // groupable are the causes that belong to a registry or to the nodes'
 // path to it rather than to one image: one fix (credentials, network,

@@ -9,11 +9,15 @@ import (
 )
 
 // DefaultDiagnosisBudget is how long the first notification of an incident
-// waits for the registry probe. A registry that does not answer (a black
-// hole, an outage) makes the probe wait for its own timeout (5 s by
-// default); rather than keep the person on call waiting, the incident is
-// posted on the kubelet's words alone and refined when the probe answers.
-const DefaultDiagnosisBudget = 800 * time.Millisecond
+// waits for the cluster reads and the registry probe. A registry that does
+// not answer (a black hole, an outage) makes the probe wait for its own
+// timeout (5 s by default); rather than keep the person on call waiting,
+// the incident is posted on the kubelet's words alone and refined — the
+// same message edited — when the probe answers. 500 ms leaves room, within
+// the one second from failure to message that pullfix aims for, for the
+// API server's watch and Slack's own answer; a healthy registry answers
+// the probe's first request well within it.
+const DefaultDiagnosisBudget = 500 * time.Millisecond
 
 // WithDiagnosisBudget sets how long the first notification waits for the
 // full diagnosis (default DefaultDiagnosisBudget; 0 waits for it always).

@@ -194,7 +194,8 @@ func TestRunbookNotFoundThenFix(t *testing.T) {
 	registries.SeedRunbook(t, reg)
 	var firstFailing sync.Map
 	e := newEnv(t, WithMirrors(map[string]string{registries.PublicECR: reg.Host}))
-	e.sim.OnStatusWrite(func(p types.NamespacedName, reason string, at time.Time) {
+	e.sim.OnStatusWrite(func(w StatusWrite) {
+		p, reason, at := w.Pod, w.Reason, w.Written
 		if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
 			firstFailing.LoadOrStore(p, at)
 		}

@@ -24,7 +24,8 @@ func TestScaleSmall(t *testing.T) {
 	failing := map[types.NamespacedName]time.Time{}
 	e := newEnv(t, WithNodeCount("", 0), WithNodeNames("scale-0", "scale-1", "scale-2", "scale-3"),
 		WithMirrors(map[string]string{registries.PublicECR: reg.Host}))
-	e.sim.OnStatusWrite(func(p types.NamespacedName, reason string, at time.Time) {
+	e.sim.OnStatusWrite(func(w StatusWrite) {
+		p, reason, at := w.Pod, w.Reason, w.Written
 		if reason == "ErrImagePull" {
 			mu.Lock()
 			if _, ok := failing[p]; !ok {

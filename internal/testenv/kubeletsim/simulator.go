@@ -26,10 +26,20 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
-// StatusWriteFunc observes a successful pod status write: the pod, the
-// reason it now shows (the first waiting reason of its init or regular
-// containers, else its phase) and when the write was sent.
-type StatusWriteFunc func(pod types.NamespacedName, reason string, at time.Time)
+// StatusWrite is one successful pod status write.
+type StatusWrite struct {
+	Pod types.NamespacedName
+	// Reason is what the pod now shows: the first waiting reason of its
+	// init or regular containers, else its phase.
+	Reason string
+	// Sent is when the write left the simulated kubelet, Written when the
+	// API server had accepted it: a watcher can see it from then on. In a
+	// storm the API server takes its time between the two.
+	Sent, Written time.Time
+}
+
+// StatusWriteFunc observes a successful pod status write.
+type StatusWriteFunc func(StatusWrite)
 
 // Simulator is a set of simulated kubelets sharing one client, one worker
 // pool and one workqueue.
@@ -121,9 +131,8 @@ func (s *Simulator) Nodes() []string {
 	return out
 }
 
-// OnStatusWrite sets a hook called after every successful pod status write,
-// with the time the write was sent (for a benchmark: timestamp the first
-// failing status). It is called from
+// OnStatusWrite sets a hook called after every successful pod status write
+// (for a benchmark: timestamp the first failing status). It is called from
 // the workers, concurrently, and must not block. Set it before Start.
 func (s *Simulator) OnStatusWrite(fn StatusWriteFunc) {
 	s.mu.Lock()

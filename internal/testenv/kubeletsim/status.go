@@ -160,15 +160,14 @@ func (s *Simulator) writeStatus(ctx context.Context, pod *corev1.Pod, rt *podRun
 	if err != nil {
 		return err
 	}
-	// The write's time is when the kubelet sends it: the API server's time
-	// to accept it is part of what a watcher waits for.
-	at := time.Now()
+	sent := time.Now()
 	if _, err := s.cs.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
 		return fmt.Errorf("patch status of %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	written := time.Now()
 	rt.lastWritten = status.DeepCopy()
 	if hook := s.statusHook(); hook != nil {
-		hook(types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, statusReason(status), at)
+		hook(StatusWrite{Pod: types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, Reason: statusReason(status), Sent: sent, Written: written})
 	}
 	return nil
 }
