@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"slices"
@@ -35,33 +36,39 @@ type inputs struct {
 
 	mu        sync.Mutex
 	platforms map[string]diagnose.Platform // node name → platform
-	// images caches, per namespace, the images its pods run, so a storm of
-	// incidents in one namespace lists its pods once per nsImagesTTL
+	// images caches, per namespace, the images its workloads run, so a
+	// storm of incidents in one namespace lists them once per nsImagesTTL
 	// instead of once per diagnosis.
 	images  map[string]nsImages
 	listing singleflight.Group // by namespace
 }
 
-// nsImages is what clusterImages keeps of one namespace's pod list: only
-// the images, not the pods.
+// nsImages is what clusterImages keeps of one namespace's workloads: only
+// their images, not the objects.
 type nsImages struct {
 	at    time.Time
-	items []podImage
+	items []workloadImage
 }
 
-type podImage struct {
-	pod, image   string
+// workloadImage is one container image of a workload's pod template.
+type workloadImage struct {
+	workload, image string // workload: "Deployment ui-stable"
+	// runningReady: the workload has rolled this template out and has
+	// Ready pods, so the image runs Ready in the cluster.
 	runningReady bool
 }
 
 // nsImagesTTL bounds how stale the in-cluster hints may be.
 const nsImagesTTL = 30 * time.Second
 
-// namespaceImages returns the images the namespace's pods run (the first
-// clusterPodLimit pods), from the cache when fresh. Concurrent diagnoses in
-// one namespace share one listing, and the listing is read a page at a
-// time, so a storm holds at most one page of full pods per namespace.
-func (in *inputs) namespaceImages(ctx context.Context, ns string) ([]podImage, error) {
+// namespaceImages returns the images the namespace's Deployments,
+// StatefulSets and DaemonSets run, from the cache when fresh. It reads the
+// workloads, not their pods: a namespace has tens of times fewer of them,
+// and in a storm every namespace is listed at once — listing 500 pods per
+// namespace made most of the bot's allocations in the benchmark. Pods of
+// Jobs and bare Pods are not seen. Concurrent diagnoses in one namespace
+// share one listing.
+func (in *inputs) namespaceImages(ctx context.Context, ns string) ([]workloadImage, error) {
 	in.mu.Lock()
 	c, ok := in.images[ns]
 	in.mu.Unlock()
@@ -72,32 +79,59 @@ func (in *inputs) namespaceImages(ctx context.Context, ns string) ([]podImage, e
 	if err != nil {
 		return nil, err
 	}
-	return v.([]podImage), nil
+	return v.([]workloadImage), nil
 }
 
-func (in *inputs) listNamespaceImages(ctx context.Context, ns string) ([]podImage, error) {
-	var items []podImage
-	opts := metav1.ListOptions{Limit: clusterPodPage}
-	for seen := 0; seen < clusterPodLimit; {
-		pods, err := in.cs.CoreV1().Pods(ns).List(ctx, opts)
+func (in *inputs) listNamespaceImages(ctx context.Context, ns string) ([]workloadImage, error) {
+	var items []workloadImage
+	add := func(kind, name string, spec *corev1.PodSpec, ready bool) {
+		for _, ctr := range spec.Containers {
+			items = append(items, workloadImage{workload: kind + " " + name, image: ctr.Image, runningReady: ready})
+		}
+	}
+	apps := in.cs.AppsV1()
+	var errs []error
+	errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
+		l, err := apps.Deployments(ns).List(ctx, o)
 		if err != nil {
-			return nil, err
+			return "", 0, err
 		}
-		for i := range pods.Items {
-			pod := &pods.Items[i]
-			ready := map[string]bool{}
-			for _, st := range pod.Status.ContainerStatuses {
-				ready[st.Name] = st.Ready && st.State.Running != nil
-			}
-			for _, ctr := range pod.Spec.Containers {
-				items = append(items, podImage{pod: pod.Name, image: ctr.Image, runningReady: pod.Status.Phase == corev1.PodRunning && ready[ctr.Name]})
-			}
+		for i := range l.Items {
+			d := &l.Items[i]
+			st := d.Status
+			add("Deployment", d.Name, &d.Spec.Template.Spec,
+				st.ObservedGeneration >= d.Generation && st.ReadyReplicas > 0 && st.UpdatedReplicas == st.Replicas)
 		}
-		seen += len(pods.Items)
-		if pods.Continue == "" || len(pods.Items) == 0 {
-			break
+		return l.Continue, len(l.Items), nil
+	}))
+	errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
+		l, err := apps.StatefulSets(ns).List(ctx, o)
+		if err != nil {
+			return "", 0, err
 		}
-		opts.Continue = pods.Continue
+		for i := range l.Items {
+			s := &l.Items[i]
+			st := s.Status
+			add("StatefulSet", s.Name, &s.Spec.Template.Spec,
+				st.ObservedGeneration >= s.Generation && st.ReadyReplicas > 0 && st.CurrentRevision == st.UpdateRevision)
+		}
+		return l.Continue, len(l.Items), nil
+	}))
+	errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
+		l, err := apps.DaemonSets(ns).List(ctx, o)
+		if err != nil {
+			return "", 0, err
+		}
+		for i := range l.Items {
+			d := &l.Items[i]
+			st := d.Status
+			add("DaemonSet", d.Name, &d.Spec.Template.Spec,
+				st.ObservedGeneration >= d.Generation && st.NumberReady > 0 && st.UpdatedNumberScheduled == st.DesiredNumberScheduled)
+		}
+		return l.Continue, len(l.Items), nil
+	}))
+	if errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil }); len(errs) == 3 {
+		return nil, errors.Join(errs...)
 	}
 	in.mu.Lock()
 	if in.images == nil {
@@ -111,6 +145,24 @@ func (in *inputs) listNamespaceImages(ctx context.Context, ns string) ([]podImag
 	in.images[ns] = nsImages{at: time.Now(), items: items}
 	in.mu.Unlock()
 	return items, nil
+}
+
+// listPages reads a list a page of clusterListPage objects at a time, up
+// to clusterListLimit objects.
+func listPages(ctx context.Context, page func(context.Context, metav1.ListOptions) (next string, n int, err error)) error {
+	opts := metav1.ListOptions{Limit: clusterListPage}
+	for seen := 0; seen < clusterListLimit; {
+		next, n, err := page(ctx, opts)
+		if err != nil {
+			return err
+		}
+		seen += n
+		if next == "" || n == 0 {
+			return nil
+		}
+		opts.Continue = next
+	}
+	return nil
 }
 
 func newInputs(cs kubernetes.Interface) *inputs {
@@ -201,11 +253,11 @@ func prefetchHints(c diagnose.Cause) bool {
 	return false
 }
 
-// Bounds on the in-cluster look-up: one page of pods per diagnosis, and a
-// handful of hints so candidate verification stays within its budget.
+// Bounds on the in-cluster look-up: a few pages of workloads per namespace,
+// and a handful of hints so candidate verification stays within its budget.
 const (
-	clusterPodLimit  = 500
-	clusterPodPage   = 100
+	clusterListLimit = 500 // objects of each kind per namespace
+	clusterListPage  = 100
 	clusterHintLimit = 5
 )
 
@@ -222,7 +274,7 @@ func (in *inputs) clusterImages(ctx context.Context, log *slog.Logger, k Key) ([
 	repo := failing.Context()
 	items, err := in.namespaceImages(ctx, k.Namespace)
 	if err != nil {
-		log.Debug("pods unreadable; no in-cluster hints", "namespace", k.Namespace, "err", err)
+		log.Debug("workloads unreadable; no in-cluster hints", "namespace", k.Namespace, "err", err)
 		return nil, nil
 	}
 	canonical := canonicalRef(failing)
@@ -248,7 +300,7 @@ func (in *inputs) clusterImages(ctx context.Context, log *slog.Logger, k Key) ([
 			continue
 		}
 		seenImage[key] = true
-		hints = append(hints, diagnose.Hint{Image: it.image, Kind: diagnose.CandidateInCluster, Note: "running in pod " + it.pod})
+		hints = append(hints, diagnose.Hint{Image: it.image, Kind: diagnose.CandidateInCluster, Note: "running Ready in " + it.workload})
 	}
 	sort.Strings(known)
 	return hints, known

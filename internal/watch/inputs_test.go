@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -77,60 +79,84 @@ func TestInClusterImageIsCandidate(t *testing.T) {
 }
 
 // TestClusterImages: which running images become hints and repositories —
-// Ready and Running only, same repository only, deduplicated, bounded,
-// known repositories from the failing image's registry only.
+// those of workloads that rolled out and have Ready pods, same repository
+// only, deduplicated, bounded; known repositories from the failing image's
+// registry only, ready or not.
 func TestClusterImages(t *testing.T) {
 	const repo = "registry.example.com/team/app"
-	pod := func(name string, phase corev1.PodPhase, ready bool, images ...string) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Status: corev1.PodStatus{Phase: phase}}
+	spec := func(images ...string) corev1.PodTemplateSpec {
+		var tpl corev1.PodTemplateSpec
 		for i, img := range images {
-			c := fmt.Sprintf("c%d", i)
-			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: img})
-			st := corev1.ContainerStatus{Name: c, Ready: ready}
-			if phase == corev1.PodRunning {
-				st.State.Running = &corev1.ContainerStateRunning{}
-			}
-			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, st)
+			tpl.Spec.Containers = append(tpl.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: img})
 		}
-		return p
+		return tpl
+	}
+	deploy := func(name string, ready, updated int32, images ...string) runtime.Object {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: appsv1.DeploymentSpec{Template: spec(images...)},
+			Status: appsv1.DeploymentStatus{Replicas: 2, ReadyReplicas: ready, UpdatedReplicas: updated}}
+	}
+	sts := func(name string, ready int32, rolledOut bool, images ...string) runtime.Object {
+		s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: appsv1.StatefulSetSpec{Template: spec(images...)},
+			Status: appsv1.StatefulSetStatus{ReadyReplicas: ready, CurrentRevision: "r1", UpdateRevision: "r1"}}
+		if !rolledOut {
+			s.Status.UpdateRevision = "r2"
+		}
+		return s
+	}
+	ds := func(name string, ready int32, images ...string) runtime.Object {
+		return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: appsv1.DaemonSetSpec{Template: spec(images...)},
+			Status: appsv1.DaemonSetStatus{NumberReady: ready, DesiredNumberScheduled: 3, UpdatedNumberScheduled: 3}}
 	}
 	cases := []struct {
 		name      string
 		failing   string
-		pods      []*corev1.Pod
+		objects   []runtime.Object
 		wantHints []string
+		wantNotes []string
 		wantRepos []string
 	}{
 		{
 			name:    "ready same repository, other tag",
 			failing: repo + ":9.9.9",
-			pods: []*corev1.Pod{
-				pod("a", corev1.PodRunning, true, repo+":1.0", "registry.example.com/team/sidecar:1", "quay.io/x/y:1"),
-				pod("b", corev1.PodRunning, true, repo+":1.0"),                        // duplicate
-				pod("c", corev1.PodRunning, false, repo+":2.0"),                       // not ready
-				pod("d", corev1.PodPending, false, repo+":3.0"),                       // not running
-				pod("e", corev1.PodRunning, true, repo+":9.9.9"),                      // the failing image itself
-				pod("f", corev1.PodRunning, true, "registry.example.com/team/app2:1"), // other repository
+			objects: []runtime.Object{
+				deploy("a", 2, 2, repo+":1.0", "registry.example.com/team/sidecar:1", "quay.io/x/y:1"),
+				deploy("b", 2, 2, repo+":1.0"),                        // duplicate
+				deploy("c", 0, 2, repo+":2.0"),                        // no Ready pod
+				deploy("d", 2, 1, repo+":3.0"),                        // rolling out: the Ready pods may run another image
+				deploy("e", 2, 2, repo+":9.9.9"),                      // the failing image itself
+				deploy("f", 2, 2, "registry.example.com/team/app2:1"), // other repository
+				sts("g", 1, false, repo+":4.0"),                       // mid-rollout
 			},
 			wantHints: []string{repo + ":1.0"},
+			wantNotes: []string{"running Ready in Deployment a"},
 			wantRepos: []string{repo, "registry.example.com/team/app2", "registry.example.com/team/sidecar"},
+		},
+		{
+			name:      "stateful sets and daemon sets count",
+			failing:   repo + ":0",
+			objects:   []runtime.Object{sts("db", 1, true, repo+":5"), ds("agent", 3, repo+":6"), ds("idle", 0, repo+":7")},
+			wantHints: []string{repo + ":5", repo + ":6"},
+			wantNotes: []string{"running Ready in StatefulSet db", "running Ready in DaemonSet agent"},
+			wantRepos: []string{repo},
 		},
 		{
 			name:    "docker hub short names normalised",
 			failing: "nginx:1.99",
-			pods: []*corev1.Pod{
-				pod("a", corev1.PodRunning, true, "docker.io/library/nginx:1.27"),
-				pod("b", corev1.PodRunning, true, "index.docker.io/library/nginx:1.99"), // same as failing
+			objects: []runtime.Object{
+				deploy("a", 0, 2, "docker.io/library/nginx:1.27"), // no Ready pod
+				deploy("b", 2, 2, "docker.io/library/nginx:1.27"),
+				deploy("c", 2, 2, "index.docker.io/library/nginx:1.99"), // same as failing
 			},
 			wantHints: []string{"docker.io/library/nginx:1.27"},
+			wantNotes: []string{"running Ready in Deployment b"},
 			wantRepos: []string{"index.docker.io/library/nginx"},
 		},
 		{
 			name:    "at most five",
 			failing: repo + ":0",
-			pods: []*corev1.Pod{
-				pod("a", corev1.PodRunning, true, repo+":1", repo+":2", repo+":3"),
-				pod("b", corev1.PodRunning, true, repo+":4", repo+":5", repo+":6"),
+			objects: []runtime.Object{
+				deploy("a", 2, 2, repo+":1", repo+":2", repo+":3"),
+				deploy("b", 2, 2, repo+":4", repo+":5", repo+":6"),
 			},
 			wantHints: []string{repo + ":1", repo + ":2", repo + ":3", repo + ":4", repo + ":5"},
 			wantRepos: []string{repo},
@@ -138,23 +164,21 @@ func TestClusterImages(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cs := fake.NewClientset()
-			for _, p := range c.pods {
-				if _, err := cs.CoreV1().Pods("ns").Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			in := newInputs(cs)
+			in := newInputs(fake.NewClientset(c.objects...))
 			hints, repos := in.clusterImages(t.Context(), slog.New(slog.DiscardHandler), Key{Namespace: "ns", Image: c.failing})
-			var got []string
+			var got, notes []string
 			for _, h := range hints {
 				if h.Kind != diagnose.CandidateInCluster || h.Note == "" {
 					t.Errorf("hint %+v: want kind in_cluster with a note", h)
 				}
 				got = append(got, h.Image)
+				notes = append(notes, h.Note)
 			}
 			if !slices.Equal(got, c.wantHints) {
 				t.Errorf("hints %v, want %v", got, c.wantHints)
+			}
+			if c.wantNotes != nil && !slices.Equal(notes, c.wantNotes) {
+				t.Errorf("notes %q, want %q", notes, c.wantNotes)
 			}
 			if !slices.Equal(repos, c.wantRepos) {
 				t.Errorf("repositories %v, want %v", repos, c.wantRepos)
@@ -163,11 +187,9 @@ func TestClusterImages(t *testing.T) {
 	}
 }
 
-// TestNamespaceImagesPagedAndShared lists a namespace of 250 pods on the
-// real API server: the listing is read in pages of clusterPodPage (so no
-// more than a page of full pods is held at once), stops at
-// clusterPodLimit, and concurrent diagnoses in the namespace share one
-// listing.
+// TestNamespaceImagesPagedAndShared lists a namespace of 250 Deployments
+// on the real API server: each kind is read in pages of clusterListPage,
+// and concurrent diagnoses in the namespace share one listing.
 func TestNamespaceImagesPagedAndShared(t *testing.T) {
 	controlplane.Require(t, cp)
 	cfg := cp.AdminConfig()
@@ -181,17 +203,17 @@ func TestNamespaceImagesPagedAndShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
-	poll(t, 30*time.Second, "default ServiceAccount", func(ctx context.Context) (bool, error) {
-		_, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	})
-	const pods = 250
+	const deployments = 250
 	var wg sync.WaitGroup
-	for i := range pods {
+	for i := range deployments {
 		wg.Go(func() {
-			_, err := admin.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%03d", i)},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: fmt.Sprintf("registry.example.com/team/app:%d", i)}}},
+			name := fmt.Sprintf("d-%03d", i)
+			labels := map[string]string{"app": name}
+			_, err := admin.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Spec: appsv1.DeploymentSpec{Replicas: ptr(int32(0)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+					Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+						Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: fmt.Sprintf("registry.example.com/team/app:%d", i)}}}}},
 			}, metav1.CreateOptions{})
 			if err != nil {
 				t.Error(err)
@@ -204,9 +226,9 @@ func TestNamespaceImagesPagedAndShared(t *testing.T) {
 	counting := cp.AdminConfig()
 	counting.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/namespaces/"+ns+"/pods") {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/namespaces/"+ns+"/deployments") {
 				lists.Add(1)
-				if r.URL.Query().Get("limit") != fmt.Sprint(clusterPodPage) {
+				if r.URL.Query().Get("limit") != fmt.Sprint(clusterListPage) {
 					t.Errorf("list without the page limit: %s", r.URL.RawQuery)
 				}
 			}
@@ -228,17 +250,18 @@ func TestNamespaceImagesPagedAndShared(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got, want := lists.Load(), int64((pods+clusterPodPage-1)/clusterPodPage); got != want {
-		t.Errorf("%d list requests for 8 concurrent diagnoses of %d pods, want %d (one listing, in pages)", got, pods, want)
+	pages := int64((deployments + clusterListPage - 1) / clusterListPage)
+	if got := lists.Load(); got != pages {
+		t.Errorf("%d Deployment list requests for 8 concurrent diagnoses of %d, want %d (one listing, in pages)", got, deployments, pages)
 	}
-	if listed.Load() != pods {
-		t.Errorf("listed %d images, want %d", listed.Load(), pods)
+	if listed.Load() != deployments {
+		t.Errorf("listed %d images, want %d", listed.Load(), deployments)
 	}
 	// Fresh: from the cache, no request.
 	if _, err := in.namespaceImages(t.Context(), ns); err != nil {
 		t.Fatal(err)
 	}
-	if got := lists.Load(); got != int64((pods+clusterPodPage-1)/clusterPodPage) {
+	if got := lists.Load(); got != pages {
 		t.Errorf("a fresh listing was read again (%d requests)", got)
 	}
 }
