@@ -545,7 +545,16 @@ func (w *Watcher) enqueuePod(obj any) {
 		obj = t.Obj
 	}
 	if pod, ok := obj.(*corev1.Pod); ok {
-		w.enqueue("pod:" + pod.Namespace + "/" + pod.Name)
+		key := pod.Namespace + "/" + pod.Name
+		if w.log.Enabled(context.Background(), slog.LevelDebug) && len(FailingContainers(pod)) > 0 {
+			w.mu.Lock()
+			known := w.podKeys[key] != nil
+			w.mu.Unlock()
+			if !known {
+				w.log.Debug("pod fails to pull", "pod", key)
+			}
+		}
+		w.enqueue("pod:" + key)
 	}
 }
 

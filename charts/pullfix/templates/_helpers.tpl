@@ -120,7 +120,8 @@ rule says which code needs it; the README's RBAC table is the same list.
   verbs: [get, list]
 # The kinds it fixes: read, patch (JSON Patch with a test op, after a
 # server-side dry run), and follow the rollout of the one object it patched
-# (list/watch with a metadata.name field selector).
+# (list/watch with a metadata.name field selector). list also reads which
+# images a failing workload's namespace runs Ready (fix candidates).
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, list, watch, patch]
