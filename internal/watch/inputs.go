@@ -181,16 +181,7 @@ func newInputs(cs kubernetes.Interface) *inputs {
 // handed to the diagnoser through Target.Lookup, which waits for them only
 // when the diagnosis calls for candidates.
 func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *corev1.Pod) (diagnose.Target, authn.Keychain) {
-	t := diagnose.Target{
-		Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name,
-		Container: k.Container, Image: k.Image, ServiceAccount: pod.Spec.ServiceAccountName,
-	}
-	for _, fc := range FailingContainers(pod) {
-		if fc.Name == k.Container {
-			t.Reason, t.Message = fc.Reason, fc.Message
-			break
-		}
-	}
+	t := podTarget(k, pod)
 	type looked struct {
 		hints []diagnose.Hint
 		known []string
@@ -219,7 +210,6 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 	wg.Go(func() { t.Platform = in.platform(ctx, pod.Spec.NodeName) })
 	secrets := make([]*corev1.Secret, len(pod.Spec.ImagePullSecrets))
 	for i, ref := range pod.Spec.ImagePullSecrets {
-		t.PullSecrets = append(t.PullSecrets, ref.Name)
 		wg.Go(func() {
 			s, err := in.cs.CoreV1().Secrets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 			if err != nil {
@@ -238,6 +228,26 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 		log.Warn("pull secret ignored", "err", err)
 	}
 	return t, withProvider(secretsKC, in.ecr)
+}
+
+// podTarget is the part of the target the pod itself holds: the incident's
+// key, the kubelet's words in the container's status, and the names of the
+// credentials the kubelet uses. It sends no request.
+func podTarget(k Key, pod *corev1.Pod) diagnose.Target {
+	t := diagnose.Target{
+		Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name,
+		Container: k.Container, Image: k.Image, ServiceAccount: pod.Spec.ServiceAccountName,
+	}
+	for _, fc := range FailingContainers(pod) {
+		if fc.Name == k.Container {
+			t.Reason, t.Message = fc.Reason, fc.Message
+			break
+		}
+	}
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		t.PullSecrets = append(t.PullSecrets, ref.Name)
+	}
+	return t
 }
 
 // prefetchHints says whether the kubelet's cause points to a fix by another

@@ -606,17 +606,8 @@ func (w *Watcher) processNext(ctx context.Context, q workqueue.TypedRateLimiting
 // the API server only when the kubelet just reported a pull failure for it
 // (a Running pod whose new image fails).
 func (w *Watcher) getPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
-	for _, pl := range w.podListers {
-		if pl.namespace != "" && pl.namespace != ns {
-			continue
-		}
-		pod, err := pl.lister.Pods(ns).Get(name)
-		if err == nil {
-			return pod, nil
-		}
-		if !apierrors.IsNotFound(err) {
-			return nil, err
-		}
+	if pod, err := w.cachedPod(ns, name); pod != nil || err != nil {
+		return pod, err
 	}
 	if len(w.recentPullFailures(ns, name)) == 0 {
 		return nil, nil
@@ -630,6 +621,23 @@ func (w *Watcher) getPod(ctx context.Context, ns, name string) (*corev1.Pod, err
 	}
 	slim, _ := slimPod(pod)
 	return slim.(*corev1.Pod), nil
+}
+
+// cachedPod reads a pod from the Pending cache; nil when it is not there.
+func (w *Watcher) cachedPod(ns, name string) (*corev1.Pod, error) {
+	for _, pl := range w.podListers {
+		if pl.namespace != "" && pl.namespace != ns {
+			continue
+		}
+		pod, err := pl.lister.Pods(ns).Get(name)
+		if err == nil {
+			return pod, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // recentPullFailures returns the kubelet's "Failed to pull image" events for
@@ -881,37 +889,22 @@ var errPodVanished = errors.New("pod vanished before diagnosis")
 // quickTarget is the part of the target the caches hold — the image and
 // the kubelet's words — for a first message that sends no request.
 func (w *Watcher) quickTarget(inc Incident) (diagnose.Target, error) {
-	var pod *corev1.Pod
-	for _, pl := range w.podListers {
-		if pl.namespace != "" && pl.namespace != inc.Key.Namespace {
-			continue
-		}
-		if p, err := pl.lister.Pods(inc.Key.Namespace).Get(inc.Pods[0]); err == nil {
-			pod = p
-			break
-		}
-	}
 	k := inc.Key
-	t := diagnose.Target{Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name, Container: k.Container, Image: k.Image}
+	pod, err := w.cachedPod(k.Namespace, inc.Pods[0])
+	if err != nil {
+		return diagnose.Target{}, err
+	}
 	if pod == nil {
 		// A Running pod whose new image fails is outside the Pending
 		// cache; its events say what the kubelet said.
+		t := diagnose.Target{Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name, Container: k.Container, Image: k.Image}
 		if evs := w.recentPullFailures(k.Namespace, inc.Pods[0]); len(evs) > 0 {
 			t.Reason, t.Message = evs[0].Reason, evs[0].Message
 			return t, nil
 		}
 		return t, errPodVanished
 	}
-	for _, fc := range FailingContainers(pod) {
-		if fc.Name == k.Container {
-			t.Reason, t.Message = fc.Reason, fc.Message
-			break
-		}
-	}
-	t.ServiceAccount = pod.Spec.ServiceAccountName
-	for _, ref := range pod.Spec.ImagePullSecrets {
-		t.PullSecrets = append(t.PullSecrets, ref.Name)
-	}
+	t := podTarget(k, pod)
 	w.kubeletWords(&t, pod)
 	return t, nil
 }
