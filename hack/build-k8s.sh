@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# build-k8s.sh builds etcd, kube-apiserver and kube-controller-manager from the
-# pinned module in hack/k8s into a cache directory keyed by version, once.
+# build-k8s.sh builds etcd, kube-apiserver, kube-controller-manager and kubelet
+# (the real test node, internal/testenv/node) from the pinned module in hack/k8s into a cache directory keyed by version, once.
 # It prints the directory holding the binaries on its last line.
 #
 #   PULLFIX_K8S_BIN_CACHE  where to keep them (default: $XDG_CACHE_HOME or ~/.cache, /pullfix/k8s)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-version="v1.37.2-etcd-v3.7.0-$(go env GOOS)-$(go env GOARCH)"
+version="v1.37.2-etcd-v3.7.0-kubelet-$(go env GOOS)-$(go env GOARCH)"
 cache_root="${PULLFIX_K8S_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullfix/k8s}"
 out="$cache_root/$version"
-if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]]; then
+if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" && -x "$out/kubelet" ]]; then
   echo "$out"
   exit 0
 fi
@@ -22,7 +22,7 @@ if command -v flock >/dev/null 2>&1; then
     echo "waiting for another build-k8s.sh to finish" >&2
     flock 9
   fi
-  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]]; then
+  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" && -x "$out/kubelet" ]]; then
     echo "$out"
     exit 0
   fi
@@ -31,7 +31,7 @@ rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
 cd "$here/k8s"
 start=$(date +%s)
-for pkg in ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager; do
+for pkg in ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubelet; do
   name="$(basename "$pkg")"
   echo "building $name (Kubernetes binaries are built once, then cached; the first build takes several minutes)" >&2
   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp/$name" "$pkg"
