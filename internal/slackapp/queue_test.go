@@ -309,13 +309,9 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 	e := newEnv(t, envOpts{noStart: true})
 	e.app.cfg.Channels = map[string]string{"lost": "C0NOWHERE1"}
 	inc := runbookIncident("inc-lost", "lost")
-	start := time.Now()
 	_, err := e.app.Opened(e.ctx, inc)
 	if err == nil || !strings.Contains(err.Error(), "channel_not_found") {
 		t.Fatalf("Opened = %v, want channel_not_found", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("a permanent error took %s", d)
 	}
 	if n := len(e.emu.Calls("chat.postMessage")); n != 1 {
 		t.Errorf("%d attempts, want 1", n)

@@ -391,7 +391,10 @@ func (f *follower) deadlineSummary(st RolloutStatus, deadline time.Duration) str
 	cur, old := splitFailing(st.Failing, st.Image)
 	switch {
 	case len(cur) > 0:
-		s += ": still failing: " + failingText(cur)
+		// Name the pods: at the deadline the person wants to know which pod
+		// to look at, and its reason is whichever phase of the kubelet's
+		// back-off cycle it is in (ErrImagePull or ImagePullBackOff).
+		s += ": still failing: " + failingPods(cur)
 		cls := diagnose.Classify(cur[0].Reason, cur[0].Message)
 		s += ": " + cls.Cause.Title()
 		if ev := cls.Evidence; ev != "" {
@@ -452,6 +455,21 @@ func failingText(fs []PodFailure) string {
 		} else {
 			parts = append(parts, fmt.Sprintf("%d pods %s", counts[r], r))
 		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// failingPods names up to three failing pods with their reasons,
+// "ui-new-7d9c-x2v4q ImagePullBackOff", then counts the rest.
+func failingPods(fs []PodFailure) string {
+	const named = 3
+	parts := make([]string, 0, named+1)
+	for i, f := range fs {
+		if i == named {
+			parts = append(parts, fmt.Sprintf("and %d more", len(fs)-named))
+			break
+		}
+		parts = append(parts, f.Pod+" "+f.Reason)
 	}
 	return strings.Join(parts, ", ")
 }
