@@ -157,9 +157,9 @@ func TestProbeNetworkFailures(t *testing.T) {
 	hole := registries.BlackHole(t)
 	closed := registries.ClosedPort(t)
 
-	// Long enough that a TLS handshake on loopback finishes on a loaded
-	// machine (a shorter one turned the trusted-CA case into a timeout), short
-	// enough to keep the black hole's case quick.
+	// Long enough that a TLS handshake on loopback finishes when both cores
+	// are loaded (the suite must pass under make stress), short enough to
+	// keep the black hole's case quick.
 	const timeout = 2 * time.Second
 	cases := []struct {
 		name  string
