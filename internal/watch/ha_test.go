@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,19 @@ func TestLeaderElection(t *testing.T) {
 	if _, err := follower.w.Recheck(t.Context(), first.ID); err == nil {
 		t.Error("a follower rechecked an incident: only the leader holds them")
 	}
+
+	// On a loaded machine the first post may carry the kubelet's words only
+	// (the diagnosis budget ran out) and the registry's verdict arrive as a
+	// refinement later. What the takeover promises is to keep what the
+	// leader had saved, so wait until the state holds the verified candidate.
+	poll(t, 60*time.Second, "the verified candidate saved in the state", func(ctx context.Context) (bool, error) {
+		cm, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, DefaultStateConfigMap, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		rec, ok := cm.Data[first.ID]
+		return ok && strings.Contains(rec, goodImage), nil
+	})
 
 	stopped := time.Now()
 	if err := leader.stop(); err != nil {
