@@ -180,3 +180,23 @@ func asNotPatchable(err error, target **NotPatchableError) bool {
 	*target = e
 	return ok
 }
+
+// TestPatcherRefusesUnpatchableSources: an ephemeral container (any
+// workload) and a bare Pod's image volume (a pod's volumes are immutable)
+// are refused before any request (the Patcher here has no client at all).
+func TestPatcherRefusesUnpatchableSources(t *testing.T) {
+	p := NewPatcher(nil)
+	for _, k := range []Key{
+		{Namespace: "ns", Workload: Workload{Kind: "Pod", Name: "web-1"}, Container: "ephemeral:debugger", Image: badImage},
+		{Namespace: "ns", Workload: Workload{Kind: "Pod", Name: "bare"}, Container: "volume:models", Image: badImage},
+	} {
+		_, err := p.SetImage(t.Context(), FixRequest{Key: k, NewImage: goodImage, Approver: approver})
+		var np *NotPatchableError
+		if !asNotPatchable(err, &np) {
+			t.Errorf("%s: err %v, want *NotPatchableError", k.Container, err)
+		}
+		if _, err := p.AddPullSecret(t.Context(), PullSecretRequest{Key: k, Secret: "regcred", Approver: approver}); !asNotPatchable(err, &np) {
+			t.Errorf("%s: AddPullSecret err %v, want *NotPatchableError", k.Container, err)
+		}
+	}
+}
