@@ -129,14 +129,9 @@ func (b *bridge) readiness(ctx context.Context, k watch.Key) (ready, desired int
 	return 0, 0, ""
 }
 
-func containerImage(spec corev1.PodSpec, name string) string {
-	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
-		if c.Name == name {
-			return c.Image
-		}
-	}
-	return ""
-}
+// containerImage is the image the incident's container field names now
+// (an image volume's reference for "volume:NAME").
+func containerImage(spec corev1.PodSpec, name string) string { return watch.TemplateImage(&spec, name) }
 
 func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 	if g.NotifyRef == "" || g.Diagnosis == nil {

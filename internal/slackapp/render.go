@@ -750,6 +750,10 @@ func fairShares(lens []int, budget int) []int {
 // back to …" for the last healthy revision) and per proven pull secret,
 // each with the reason beside the button.
 func (b *builder) fixButtons(in MessageInput) {
+	if isEphemeralContainer(in.Container) {
+		b.ephemeralCandidates(in)
+		return
+	}
 	d := in.Diagnosis
 	wl := fmt.Sprintf("%s %s/%s, container %s, cluster %s", in.Kind, in.Namespace, in.Name, in.Container, in.Cluster)
 	for i, c := range d.Candidates {

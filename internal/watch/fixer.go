@@ -67,6 +67,13 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
+	if vol, ok := ImageVolumeName(e.Container); ok {
+		if e.Got == "" {
+			return fmt.Sprintf("%s has no image volume %q any more; nothing was patched", e.Workload, vol)
+		}
+		return fmt.Sprintf("%s image volume %q now references %q, not the diagnosed %q (changed since the diagnosis, or already fixed); nothing was patched",
+			e.Workload, vol, e.Got, e.Want)
+	}
 	switch e.Got {
 	case "":
 		return fmt.Sprintf("%s has no container %q any more; nothing was patched", e.Workload, e.Container)
@@ -269,6 +276,15 @@ type containerAt struct {
 }
 
 func (lw *liveWorkload) container(name string) (containerAt, bool) {
+	if vol, ok := ImageVolumeName(name); ok {
+		// An image volume: its reference is the image (KEP-4639).
+		for i, v := range lw.spec.Volumes {
+			if v.Name == vol && v.Image != nil {
+				return containerAt{image: v.Image.Reference, path: lw.specPath + "/volumes/" + strconv.Itoa(i) + "/image/reference"}, true
+			}
+		}
+		return containerAt{}, false
+	}
 	for i, c := range lw.spec.Containers {
 		if c.Name == name {
 			return containerAt{image: c.Image, path: lw.specPath + "/containers/" + strconv.Itoa(i) + "/image"}, true
@@ -450,6 +466,13 @@ func (p *Patcher) apply(ctx context.Context, ns string, wl Workload, build func(
 }
 
 func checkKey(k Key) error {
+	if err := notPatchableSource(k); err != nil {
+		return err
+	}
+	if _, ok := ImageVolumeName(k.Container); ok && k.Kind == "Pod" {
+		return &NotPatchableError{Workload: k.Workload, Reason: "a Pod's volumes cannot change after it is created. " +
+			"Re-create the pod with the fixed image volume reference (or fix the workload that created it)"}
+	}
 	switch {
 	case k.Namespace == "" || k.Name == "" || k.Kind == "":
 		return fmt.Errorf("the request names no workload (namespace %q, %s)", k.Namespace, k.Workload)
@@ -510,6 +533,9 @@ func (p *Patcher) SetImage(ctx context.Context, req FixRequest) (FixResult, erro
 		res.Recreated, res.Warnings = p.unstick(ctx, sts, k)
 	}
 	msg := fmt.Sprintf("Container %q image changed from %s to %s, approved by %s", k.Container, k.Image, req.NewImage, req.Approver)
+	if vol, ok := ImageVolumeName(k.Container); ok {
+		msg = fmt.Sprintf("Image volume %q reference changed from %s to %s, approved by %s", vol, k.Image, req.NewImage, req.Approver)
+	}
 	if len(res.Recreated) > 0 {
 		msg += fmt.Sprintf("; deleted pod(s) %s stuck pulling the old image so they are recreated", strings.Join(res.Recreated, ", "))
 	}

@@ -88,6 +88,11 @@ func (in *inputs) listNamespaceImages(ctx context.Context, ns string) ([]workloa
 		for _, ctr := range spec.Containers {
 			items = append(items, workloadImage{workload: kind + " " + name, image: ctr.Image, runningReady: ready})
 		}
+		for _, v := range spec.Volumes {
+			if v.Image != nil { // an image volume's reference is an image too
+				items = append(items, workloadImage{workload: kind + " " + name, image: v.Image.Reference, runningReady: ready})
+			}
+		}
 	}
 	apps := in.cs.AppsV1()
 	var errs []error
@@ -427,17 +432,7 @@ func (in *inputs) revisionHints(ctx context.Context, log *slog.Logger, k Key) []
 }
 
 func containerImage(rs *appsv1.ReplicaSet, container string) string {
-	for _, c := range rs.Spec.Template.Spec.Containers {
-		if c.Name == container {
-			return c.Image
-		}
-	}
-	for _, c := range rs.Spec.Template.Spec.InitContainers {
-		if c.Name == container {
-			return c.Image
-		}
-	}
-	return ""
+	return templateImage(&rs.Spec.Template.Spec, container)
 }
 
 // workloadReady reports whether the workload has rolled out and all its

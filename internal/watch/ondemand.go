@@ -92,7 +92,7 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 			continue
 		}
 		for _, fc := range FailingContainers(pod) {
-			k := Key{Cluster: cluster, Namespace: namespace, Workload: wl, Container: fc.Name, Image: fc.Image}
+			k := Key{Cluster: cluster, Namespace: namespace, Workload: sourceWorkload(wl, pod, fc), Container: fc.Name, Image: fc.Image}
 			inc := byKey[k.String()]
 			if inc == nil {
 				inc = &Incident{Key: k, State: StateOpen}
@@ -106,6 +106,7 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 	for ks, inc := range byKey {
 		t, kc := in.target(ctx, log, inc.Key, sample[ks])
 		diag := d.Diagnose(ctx, t, kc)
+		adaptToSource(inc.Key, sample[ks], &diag)
 		inc.Diagnosis = &diag
 		sort.Strings(inc.Pods)
 		out = append(out, *inc)

@@ -58,13 +58,14 @@ func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (
 	go func() {
 		began := time.Now()
 		bg := context.WithoutCancel(ctx)
-		t, kc, err := w.targetOf(bg, inc)
+		t, kc, pod, err := w.targetOf(bg, inc)
 		if err != nil {
 			done <- answer{err: err}
 			return
 		}
 		read := time.Since(began)
 		d := w.diag.Diagnose(bg, t, kc)
+		adaptToSource(inc.Key, pod, &d)
 		w.log.Debug("diagnosed", "key", ks, "cause", d.Cause, "inputs", read.Round(time.Millisecond), "probe", d.ProbeDuration.Round(time.Millisecond))
 		done <- answer{d: d}
 	}()
@@ -78,6 +79,8 @@ func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (
 	case <-timer.C:
 	}
 	quick := diagnose.DiagnoseOffline(quickT)
+	quickPod, _ := w.cachedPod(inc.Key.Namespace, inc.Pods[0])
+	adaptToSource(inc.Key, quickPod, &quick)
 	go func() {
 		a := <-done
 		if a.err != nil {

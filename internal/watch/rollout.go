@@ -80,6 +80,9 @@ type RolloutStatus struct {
 func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(RolloutStatus)) (RolloutStatus, error) {
 	start := time.Now()
 	st := RolloutStatus{Namespace: key.Namespace, Workload: key.Workload, Container: key.Container}
+	if err := notPatchableSource(key); err != nil {
+		return st, err
+	}
 	lw, err := p.read(ctx, key.Namespace, key.Workload)
 	if err != nil {
 		return st, err
@@ -282,8 +285,17 @@ func ownedBy(uid types.UID) func(*corev1.Pod) bool {
 	}
 }
 
-// templateImage returns the container's image in a pod spec.
+// templateImage returns the container's image in a pod spec (an image
+// volume's reference for VolumePrefix+name).
 func templateImage(spec *corev1.PodSpec, container string) string {
+	if vol, ok := ImageVolumeName(container); ok {
+		for _, v := range spec.Volumes {
+			if v.Name == vol && v.Image != nil {
+				return v.Image.Reference
+			}
+		}
+		return ""
+	}
 	for _, c := range spec.Containers {
 		if c.Name == container {
 			return c.Image
@@ -492,6 +504,9 @@ func desiredReplicas(r *int32) int32 {
 // (running: the container runs image, ready or not), or else what the
 // kubelet says is wrong.
 func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failure *PodFailure) {
+	if _, isVol := ImageVolumeName(container); isVol {
+		return podRunsVolume(pod, container, image)
+	}
 	own := templateImage(&pod.Spec, container)
 	var cs *corev1.ContainerStatus
 	init := false
@@ -568,4 +583,37 @@ func shortImage(image string) string {
 		return image[i+1:]
 	}
 	return image
+}
+
+// podRunsVolume judges a pod for an image volume's rollout: the pod's
+// volume references image and the pod is Running and Ready (the kubelet
+// starts no container that mounts the volume until the volume's image is
+// pulled, so a Ready pod has it), or else the kubelet's words about the
+// volume.
+func podRunsVolume(pod *corev1.Pod, container, image string) (ok, running bool, failure *PodFailure) {
+	own := templateImage(&pod.Spec, container)
+	for _, fc := range FailingContainers(pod) {
+		if fc.Name == container {
+			failure = &PodFailure{Pod: pod.Name, Image: fc.Image, Reason: fc.Reason, Message: fc.Message,
+				Cause: diagnose.Classify(fc.Reason, fc.Message).Cause}
+			break
+		}
+	}
+	if own != image || failure != nil {
+		return false, false, failure
+	}
+	podReady := false
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			podReady = true
+		}
+	}
+	running = pod.Status.Phase == corev1.PodRunning
+	return running && podReady, running, nil
+}
+
+// TemplateImage returns the image an incident's container field names in
+// a pod spec: a container's image, or an image volume's reference.
+func TemplateImage(spec *corev1.PodSpec, container string) string {
+	return templateImage(spec, container)
 }

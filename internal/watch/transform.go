@@ -27,19 +27,49 @@ func slimPod(obj any) (any, error) {
 			DeletionTimestamp: pod.DeletionTimestamp,
 		},
 		Spec: corev1.PodSpec{
-			NodeName:           pod.Spec.NodeName,
-			ServiceAccountName: pod.Spec.ServiceAccountName,
-			ImagePullSecrets:   pod.Spec.ImagePullSecrets,
-			InitContainers:     slimContainers(pod.Spec.InitContainers),
-			Containers:         slimContainers(pod.Spec.Containers),
+			NodeName:            pod.Spec.NodeName,
+			ServiceAccountName:  pod.Spec.ServiceAccountName,
+			ImagePullSecrets:    pod.Spec.ImagePullSecrets,
+			InitContainers:      slimContainers(pod.Spec.InitContainers, pod.Spec.Volumes),
+			Containers:          slimContainers(pod.Spec.Containers, pod.Spec.Volumes),
+			EphemeralContainers: slimEphemeral(pod.Spec.EphemeralContainers),
+			Volumes:             slimImageVolumes(pod.Spec.Volumes),
 		},
 		Status: corev1.PodStatus{
-			Phase:                 pod.Status.Phase,
-			InitContainerStatuses: slimStatuses(pod.Status.InitContainerStatuses),
-			ContainerStatuses:     slimStatuses(pod.Status.ContainerStatuses),
+			Phase:                      pod.Status.Phase,
+			InitContainerStatuses:      slimStatuses(pod.Status.InitContainerStatuses),
+			ContainerStatuses:          slimStatuses(pod.Status.ContainerStatuses),
+			EphemeralContainerStatuses: slimStatuses(pod.Status.EphemeralContainerStatuses),
 		},
 	}
 	return out, nil
+}
+
+// slimImageVolumes keeps the image volumes (name, reference, pull policy):
+// their pull failures are incidents of their own (see failedVolume).
+func slimImageVolumes(vs []corev1.Volume) []corev1.Volume {
+	var out []corev1.Volume
+	for _, v := range vs {
+		if v.Image != nil {
+			out = append(out, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{
+				Image: &corev1.ImageVolumeSource{Reference: v.Image.Reference, PullPolicy: v.Image.PullPolicy}}})
+		}
+	}
+	return out
+}
+
+// slimEphemeral keeps an ephemeral container's name, image and target
+// (the `kubectl debug` command that replaces it names the target again).
+func slimEphemeral(cs []corev1.EphemeralContainer) []corev1.EphemeralContainer {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.EphemeralContainer, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.EphemeralContainer{TargetContainerName: c.TargetContainerName,
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy}}
+	}
+	return out
 }
 
 // ownerLabels keeps the one label owner resolution reads: the Deployment
@@ -52,13 +82,30 @@ func ownerLabels(l map[string]string) map[string]string {
 	return nil
 }
 
-func slimContainers(cs []corev1.Container) []corev1.Container {
+// slimContainers keeps each container's name, image and pull policy, and
+// its mounts of image volumes (by name only): which image a failure is
+// about depends on them.
+func slimContainers(cs []corev1.Container, vols []corev1.Volume) []corev1.Container {
 	if len(cs) == 0 {
 		return nil
+	}
+	var image map[string]bool
+	for _, v := range vols {
+		if v.Image != nil {
+			if image == nil {
+				image = map[string]bool{}
+			}
+			image[v.Name] = true
+		}
 	}
 	out := make([]corev1.Container, len(cs))
 	for i, c := range cs {
 		out[i] = corev1.Container{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy}
+		for _, m := range c.VolumeMounts {
+			if image[m.Name] {
+				out[i].VolumeMounts = append(out[i].VolumeMounts, corev1.VolumeMount{Name: m.Name})
+			}
+		}
 	}
 	return out
 }

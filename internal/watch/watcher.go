@@ -697,13 +697,19 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 	if pod != nil && pod.DeletionTimestamp == nil {
 		failing := FailingContainers(pod)
 		if len(failing) > 0 {
+			if cached, _ := w.cachedPod(ns, name); cached == nil {
+				// Outside the Pending cache (a Running pod: an ephemeral
+				// container, an in-place image change), nothing tells us
+				// when it is fixed or deleted; look again while it fails.
+				w.enqueueAfter("pod:"+podKey, outsideResync)
+			}
 			began := time.Now()
 			wl, err := w.owners.Resolve(ctx, pod)
 			if err != nil {
 				return err
 			}
 			for _, fc := range failing {
-				k := Key{Cluster: w.cluster, Namespace: ns, Workload: wl, Container: fc.Name, Image: fc.Image}
+				k := Key{Cluster: w.cluster, Namespace: ns, Workload: sourceWorkload(wl, pod, fc), Container: fc.Name, Image: fc.Image}
 				keys = append(keys, k.String())
 				if w.ensureIncident(k, podKey) {
 					w.log.Debug("incident opened", "key", k.String(), "pod", podKey, "owner", time.Since(began).Round(time.Millisecond))
@@ -741,6 +747,20 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 		w.enqueue("incident:" + k)
 	}
 	return nil
+}
+
+// outsideResync is how often a failing pod outside the Pending cache is
+// read again, so its fix or deletion is observed.
+const outsideResync = 15 * time.Second
+
+// sourceWorkload is the workload of an incident: the pod's owner, except
+// for an ephemeral container, which belongs to this one pod (`kubectl
+// debug` added it there; no controller knows of it).
+func sourceWorkload(owner Workload, pod *corev1.Pod, fc FailingContainer) Workload {
+	if fc.Ephemeral {
+		return Workload{Kind: "Pod", Name: pod.Name}
+	}
+	return owner
 }
 
 // ensureIncident adds the pod to the key's incident, creating it — or
@@ -862,26 +882,28 @@ func (w *Watcher) persist(ctx context.Context, incs ...Incident) error {
 // diagnoseIncident builds the target from one of the incident's pods and runs
 // the diagnoser with that pod's own pull credentials.
 func (w *Watcher) diagnoseIncident(ctx context.Context, inc Incident) (diagnose.Diagnosis, error) {
-	t, kc, err := w.targetOf(ctx, inc)
+	t, kc, pod, err := w.targetOf(ctx, inc)
 	if err != nil {
 		return diagnose.Diagnosis{}, err
 	}
-	return w.diag.Diagnose(ctx, t, kc), nil
+	d := w.diag.Diagnose(ctx, t, kc)
+	adaptToSource(inc.Key, pod, &d)
+	return d, nil
 }
 
 // targetOf builds the diagnosis target and keychain from one of the
-// incident's pods.
-func (w *Watcher) targetOf(ctx context.Context, inc Incident) (diagnose.Target, authn.Keychain, error) {
+// incident's pods, and returns that pod.
+func (w *Watcher) targetOf(ctx context.Context, inc Incident) (diagnose.Target, authn.Keychain, *corev1.Pod, error) {
 	pod, err := w.getPod(ctx, inc.Key.Namespace, inc.Pods[0])
 	if err != nil {
-		return diagnose.Target{}, nil, err
+		return diagnose.Target{}, nil, nil, err
 	}
 	if pod == nil {
-		return diagnose.Target{}, nil, errPodVanished
+		return diagnose.Target{}, nil, nil, errPodVanished
 	}
 	t, kc := w.inputs.target(ctx, w.log, inc.Key, pod)
 	w.kubeletWords(&t, pod)
-	return t, kc, nil
+	return t, kc, pod, nil
 }
 
 var errPodVanished = errors.New("pod vanished before diagnosis")
@@ -898,8 +920,8 @@ func (w *Watcher) quickTarget(inc Incident) (diagnose.Target, error) {
 		// A Running pod whose new image fails is outside the Pending
 		// cache; its events say what the kubelet said.
 		t := diagnose.Target{Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name, Container: k.Container, Image: k.Image}
-		if evs := w.recentPullFailures(k.Namespace, inc.Pods[0]); len(evs) > 0 {
-			t.Reason, t.Message = evs[0].Reason, evs[0].Message
+		if ev := eventFor(k, w.recentPullFailures(k.Namespace, inc.Pods[0])); ev != nil {
+			t.Reason, t.Message = ev.Reason, ev.Message
 			return t, nil
 		}
 		return t, errPodVanished
@@ -913,8 +935,8 @@ func (w *Watcher) quickTarget(inc Incident) (diagnose.Target, error) {
 // error text (a bare back-off line).
 func (w *Watcher) kubeletWords(t *diagnose.Target, pod *corev1.Pod) {
 	if t.Message == "" || isBareBackOff(t.Message) {
-		if evs := w.eventsForUID(string(pod.UID)); len(evs) > 0 {
-			t.Reason, t.Message = evs[0].Reason, evs[0].Message
+		if ev := eventFor(Key{Container: t.Container, Image: t.Image}, w.eventsForUID(string(pod.UID))); ev != nil {
+			t.Reason, t.Message = ev.Reason, ev.Message
 		}
 	}
 }

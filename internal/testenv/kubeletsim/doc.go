@@ -12,7 +12,11 @@
 //     image with a real go-containerregistry HEAD/GET of the manifest, through
 //     a mirror mapping (registry host in the pod spec → loopback registry),
 //     with the node's keychain and the pod's imagePullSecrets, and checks the
-//     node's platform against an index;
+//     node's platform against an index; image volumes (volumes[].image) are
+//     pulled the same way for the pod before its containers start, and a
+//     container that mounts one that failed waits with its error; ephemeral
+//     containers are started first, their statuses in
+//     ephemeralContainerStatuses (sync.go cites the kubelet's lines);
 //   - it writes the kubelet's events (through client-go's record broadcaster,
 //     source {Component: kubelet, Host: node}, so aggregation and spam
 //     filtering are the real ones) and the kubelet's pod status, byte for byte

@@ -63,6 +63,23 @@ func (s *Simulator) buildStatus(pod *corev1.Pod, rt *podRuntime, n *node) corev1
 			waiting++
 		}
 	}
+	// Ephemeral containers: their own list, converted like the others
+	// (kubelet_pods.go l. 2157–2172: default waiting reason PodInitializing
+	// when the pod has init containers, else ContainerCreating), and
+	// counted in neither the phase nor readiness.
+	st.EphemeralContainerStatuses = nil
+	ephDefault := "ContainerCreating"
+	if len(pod.Spec.InitContainers) > 0 {
+		ephDefault = "PodInitializing"
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		c := (*corev1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+		cs := containerStatus(c, rt.containers[c.Name], ephDefault, false)
+		// The prober sets Started and Ready for containers and init
+		// containers only (prober/prober_manager.go l. 346–400).
+		cs.Ready, cs.Started = false, nil
+		st.EphemeralContainerStatuses = append(st.EphemeralContainerStatuses, cs)
+	}
 	switch {
 	case !initDone, waiting > 0:
 		st.Phase = corev1.PodPending

@@ -114,6 +114,31 @@ func (s *Simulator) terminate(ctx context.Context, key podKey, pod *corev1.Pod, 
 // as kuberuntime's SyncPod does; it reports whether any start failed.
 func (s *Simulator) startContainers(ctx context.Context, pod *corev1.Pod, rt *podRuntime, n *node) bool {
 	at := now()
+	// lazyStart (kuberuntime_manager.go l. 1880–1903): the image volumes
+	// are pulled once per sync, before the first container that is
+	// started, and not at all when none is.
+	var vols volumePulls
+	pulled := false
+	start := func(c *corev1.Container, kind containerKind, st *container) bool {
+		if !pulled {
+			vols, pulled = s.ensureImageVolumes(ctx, pod, rt, n), true
+		}
+		return s.startContainer(ctx, pod, c, kind, rt, st, n, vols)
+	}
+	// Step 7 of SyncPod: ephemeral containers first (l. 1905–1912); one
+	// that ran is never started again, and one that fails does not stop
+	// the others.
+	failing := false
+	for i := range pod.Spec.EphemeralContainers {
+		c := (*corev1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+		st := rt.container(c.Name, c.Image)
+		if st.state == stateRunning || st.state == stateTerminated {
+			continue
+		}
+		if !start(c, kindEphemeral, st) {
+			failing = true
+		}
+	}
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		st := rt.container(c.Name, c.Image)
@@ -125,14 +150,13 @@ func (s *Simulator) startContainers(ctx context.Context, pod *corev1.Pod, rt *po
 		if st.state == stateRunning || st.state == stateTerminated {
 			continue
 		}
-		if !s.startContainer(ctx, pod, c, true, rt, st, n) {
+		if !start(c, kindInit, st) {
 			return true
 		}
 		if !sidecar {
 			st.state, st.finishedAt = stateTerminated, now()
 		}
 	}
-	failing := false
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		st := rt.container(c.Name, c.Image)
@@ -143,7 +167,7 @@ func (s *Simulator) startContainers(ctx context.Context, pod *corev1.Pod, rt *po
 		if st.state == stateRunning {
 			continue
 		}
-		if !s.startContainer(ctx, pod, c, false, rt, st, n) {
+		if !start(c, kindRegular, st) {
 			failing = true
 		}
 	}
@@ -153,10 +177,28 @@ func (s *Simulator) startContainers(ctx context.Context, pod *corev1.Pod, rt *po
 // startContainer is kuberuntime's startContainer: ensure the image, then
 // create and start. A failure records the kubelet's "Error: <reason>" event
 // and leaves the container waiting with the reason and message.
-func (s *Simulator) startContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, init bool, rt *podRuntime, st *container, n *node) bool {
-	ref := containerRef(pod, c.Name, init)
+func (s *Simulator) startContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, kind containerKind, rt *podRuntime, st *container, n *node, vols volumePulls) bool {
+	ref := containerRefOf(pod, c.Name, kind)
 	st.image = c.Image
-	img, msg, err := s.ensureImage(ctx, pod, c, ref, rt, n)
+	// toKubeContainerImageVolumes (kuberuntime_manager.go l. 2000–2033):
+	// the container fails on its mounted image volumes that could not be
+	// pulled, before its own image is pulled — one "Error: <reason>" event
+	// per such mount, and the last one's reason and message.
+	var volErr error
+	var volMsg string
+	for _, m := range c.VolumeMounts {
+		res, ok := vols[m.Name]
+		if !ok || res.err == nil {
+			continue
+		}
+		n.recorder.Event(ref, corev1.EventTypeWarning, reasonFailed, "Error: "+res.err.Error())
+		volErr, volMsg = res.err, res.msg
+	}
+	if volErr != nil {
+		st.state, st.reason, st.message = stateWaiting, volErr.Error(), volMsg
+		return false
+	}
+	img, msg, err := s.ensureImage(ctx, pod, c.Image, c.ImagePullPolicy, ref, rt, n)
 	if err != nil {
 		n.recorder.Event(ref, corev1.EventTypeWarning, reasonFailed, "Error: "+err.Error())
 		st.state, st.reason, st.message = stateWaiting, err.Error(), msg
@@ -172,17 +214,18 @@ func (s *Simulator) startContainer(ctx context.Context, pod *corev1.Pod, c *core
 }
 
 // ensureImage is the kubelet's imageManager.EnsureImageExists (v1.37.2,
-// pkg/kubelet/images/image_manager.go), event for event. It returns the
-// image, the message for the container's waiting state and the reason error.
-func (s *Simulator) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container, ref *corev1.ObjectReference, rt *podRuntime, n *node) (presentImage, string, error) {
-	requested := c.Image
+// pkg/kubelet/images/image_manager.go), event for event, for a requested
+// image (a container's, or an image volume's reference) with its pull
+// policy; the events go to ref. It returns the image, the message for the
+// container's waiting state and the reason error.
+func (s *Simulator) ensureImage(ctx context.Context, pod *corev1.Pod, requested string, pullPolicy corev1.PullPolicy, ref *corev1.ObjectReference, rt *podRuntime, n *node) (presentImage, string, error) {
 	r, err := parseImage(requested)
 	if err != nil {
 		msg := fmt.Sprintf("Failed to apply default image tag %q: %v", requested, err)
 		n.recorder.Event(ref, corev1.EventTypeWarning, reasonInspectFailed, msg)
 		return presentImage{}, msg, errInvalidImageName
 	}
-	policy := c.ImagePullPolicy
+	policy := pullPolicy
 	if policy == "" {
 		policy = corev1.PullIfNotPresent
 		if r.digest == "" && r.tag == "latest" {
@@ -240,6 +283,37 @@ func (s *Simulator) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 		requested, p.duration.Truncate(time.Millisecond), time.Since(start).Truncate(time.Millisecond), p.size))
 	s.backoff.GC()
 	return presentImage{imageID: p.imageID, name: p.name, size: p.size}, "", nil
+}
+
+// volumePull is the pull of one image volume in a sync: err and msg as
+// EnsureImageExists returned them (nil when pulled).
+type volumePull struct {
+	err error
+	msg string
+}
+
+// volumePulls are a sync's image volume pulls, by volume name.
+type volumePulls map[string]volumePull
+
+// ensureImageVolumes is getImageVolumes (kuberuntime_manager.go l.
+// 2035–2072): EnsureImageExists for each image volume's reference with its
+// pull policy (defaulted by the API server: Always for :latest, else
+// IfNotPresent), the pod's pull secrets, and the pod itself as the event's
+// object (ref.GetReference: no fieldPath). A failure is kept per volume and
+// does not stop the others.
+func (s *Simulator) ensureImageVolumes(ctx context.Context, pod *corev1.Pod, rt *podRuntime, n *node) volumePulls {
+	var out volumePulls
+	for _, v := range pod.Spec.Volumes {
+		if v.Image == nil {
+			continue
+		}
+		if out == nil {
+			out = volumePulls{}
+		}
+		_, msg, err := s.ensureImage(ctx, pod, v.Image.Reference, v.Image.PullPolicy, podRef(pod), rt, n)
+		out[v.Name] = volumePull{err: err, msg: msg}
+	}
+	return out
 }
 
 func podHasSecret(pod *corev1.Pod, secrets map[string]bool) bool {
