@@ -143,10 +143,10 @@ func TestClassify(t *testing.T) {
 			runtime:  RuntimeContainerd,
 		},
 		{
-			name:     "tag not found, containerd 1.28+ stripped prefix",
+			name:     "image not found, containerd 1.28+ stripped prefix: the bare not found does not say repository or tag",
 			reason:   "ErrImagePull",
 			msg:      `failed to pull and unpack image "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9": failed to resolve reference "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9": public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9: not found`,
-			cause:    TagNotFound,
+			cause:    ImageNotFound,
 			evidence: "1.2.9: not found",
 			image:    "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9",
 			registry: "public.ecr.aws",
@@ -175,9 +175,9 @@ func TestClassify(t *testing.T) {
 			registry: "docker.io",
 		},
 		{
-			name:     "unauthorized, 401 from the registry",
+			name:     "not found or unauthorized, anonymous token refused by Harbor",
 			msg:      `Failed to pull image "registry.example.com/team/app:1": rpc error: code = Unknown desc = failed to pull and unpack image "registry.example.com/team/app:1": failed to resolve reference "registry.example.com/team/app:1": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://registry.example.com/service/token?scope=repository%3Ateam%2Fapp%3Apull&service=harbor-registry: 401 Unauthorized`,
-			cause:    Unauthorized,
+			cause:    NotFoundOrUnauthorized,
 			evidence: "401 Unauthorized",
 		},
 		{
@@ -279,7 +279,7 @@ func TestClassify(t *testing.T) {
 			name:     "1.32+ back-off message carries the last error",
 			reason:   "ImagePullBackOff",
 			msg:      `Back-off pulling image "docker.io/bitnami/jenkins:2.516.2-debian-12-r0": ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/bitnami/jenkins:2.516.2-debian-12-r0": failed to resolve reference "docker.io/bitnami/jenkins:2.516.2-debian-12-r0": docker.io/bitnami/jenkins:2.516.2-debian-12-r0: not found`,
-			cause:    TagNotFound,
+			cause:    ImageNotFound,
 			image:    "docker.io/bitnami/jenkins:2.516.2-debian-12-r0",
 			registry: "docker.io",
 		},
@@ -303,7 +303,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:     "bracketed list: the credential that reached the image decides",
 			msg:      `Failed to pull image "registry.example.com/team/app:2": [rpc error: code = Unknown desc = failed to pull and unpack image "registry.example.com/team/app:2": failed to resolve reference "registry.example.com/team/app:2": failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized, rpc error: code = NotFound desc = failed to pull and unpack image "registry.example.com/team/app:2": failed to resolve reference "registry.example.com/team/app:2": registry.example.com/team/app:2: not found]`,
-			cause:    TagNotFound,
+			cause:    ImageNotFound,
 			evidence: "registry.example.com/team/app:2: not found",
 		},
 		{
