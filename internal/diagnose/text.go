@@ -81,7 +81,7 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 	case ImageNotFound:
 		summary = fmt.Sprintf("%s has no %s: the repository or the tag does not exist there; the kubelet's words do not say which.", reg, img)
 		remedy = "Check the repository path (organisation, project, hyphens, plurals) and the tag for a typo, and that the tag was pushed; " +
-			"pullfix's registry probe (the Slack message, `bot diagnose`) asks the registry which of the two is missing. " +
+			"pullfix's registry probe (`bot diagnose`, or Re-check in Slack) asks the registry which of the two is missing. " +
 			"Some registries also answer this for a private image pulled without credentials."
 	case DigestNotFound:
 		summary = fmt.Sprintf("The digest pinned by %s (or a manifest its index points to) is missing on %s.", img, reg)

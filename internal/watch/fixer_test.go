@@ -637,8 +637,8 @@ func TestFollowRolloutDeadline(t *testing.T) {
 	if !errors.Is(err, ErrRolloutDeadline) || st.Ready {
 		t.Fatalf("err = %v, status %+v: want the deadline", err, st)
 	}
-	if len(st.Failing) == 0 || !IsImagePullReason(st.Failing[0].Reason) || st.Failing[0].Image != still || st.Failing[0].Cause != diagnose.TagNotFound ||
-		!strings.Contains(st.Summary, "still failing: 1 pod ImagePullBackOff: Tag not found") || last.Summary != st.Summary {
+	if len(st.Failing) == 0 || !IsImagePullReason(st.Failing[0].Reason) || st.Failing[0].Image != still || st.Failing[0].Cause != diagnose.ImageNotFound ||
+		!strings.Contains(st.Summary, "still failing: 1 pod ImagePullBackOff: Image not found (repository or tag)") || last.Summary != st.Summary {
 		t.Errorf("status %+v (last progress %q)", st, last.Summary)
 	}
 	t.Logf("deadline summary: %s", st.Summary)
