@@ -421,6 +421,18 @@ func TestClassify(t *testing.T) {
 			registry: "docker.io",
 		},
 		{
+			name:     "digest not found, the resolver's not found after a quoted reference (BuildKit, Docker's containerd store)",
+			msg:      `failed to resolve reference "ghcr.io/org/app@sha256:` + strings.Repeat("c", 64) + `": not found`,
+			cause:    DigestNotFound,
+			evidence: ": not found",
+		},
+		{
+			name:     "digest not found, Docker's no such manifest",
+			msg:      `no such manifest: docker.io/org/app@sha256:` + strings.Repeat("d", 64),
+			cause:    DigestNotFound,
+			evidence: "no such manifest",
+		},
+		{
 			name:    "FailedSync with escaped quotes",
 			reason:  "FailedSync",
 			msg:     `Error syncing pod, skipping: failed to "StartContainer" for "web" with ErrImagePull: "rpc error: code = 2 desc = Error response from daemon: {\"message\":\"manifest for acme/web:v2 not found\"}"`,

@@ -110,7 +110,7 @@ var rules = []rule{
 	// …" for a missing repository and a missing tag alike.
 	{genericNotFound, re(`manifest unknown: Failed to fetch[^\n]*`)},
 
-	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for \S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|could not fetch content descriptor sha(?:256|512):[^\n]*?not found|tag \S+ not found|manifest \S+ not found`)},
+	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for \S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|could not fetch content descriptor sha(?:256|512):[^\n]*?not found|tag \S+ not found|manifest \S+ not found|no such manifest: \S+`)},
 
 	// A 404 status line does not say whether the repository or the
 	// manifest was missing.
@@ -127,7 +127,7 @@ var rules = []rule{
 
 	{Unauthorized, re(`no basic auth credentials|` + status + `401 Unauthorized|(?i:status(?: code)?:? 401)\b|UNAUTHORIZED[^\n]*|unauthorized: [^\n]*|(?i:authentication required)[^\n]*|(?i:incorrect username or password)|(?i:invalid username/password)[^\n]*|(?i:username and password required)|Unauthorized|unauthorized|(?i:not authorized)`)},
 
-	{genericNotFound, re(`[^\s"\\]+: not found`)},
+	{genericNotFound, re(`[^\s"\\]+: not found|"[^"\n]+": not found`)},
 
 	// The CRI's RegistryUnavailable class (CRI-O), whatever words follow
 	// that matched nothing above.
