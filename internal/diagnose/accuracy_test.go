@@ -19,7 +19,10 @@ import (
 // rules of issue #12 were written and before any rule was changed for a
 // miss; batch "B" before the two rule changes its misses prompted (the
 // quoted reference before containerd's "not found", Docker's "no such
-// manifest"); batch "C" after the last rule change.
+// manifest"); batch "C" after those and before two more its misses
+// prompted (Docker on Windows naming the OS version in "no matching
+// manifest for", spaces after "manifest for"); batch "D" after the last
+// rule change.
 type heldout struct {
 	sample
 	Registry string `json:"registry"`

@@ -433,6 +433,12 @@ func TestClassify(t *testing.T) {
 			evidence: "no such manifest",
 		},
 		{
+			name:    "platform mismatch, Docker on Windows names the OS version",
+			msg:     `Error response from daemon: no matching manifest for windows/amd64 10.0.18362 in the manifest list entries`,
+			cause:   PlatformMismatch,
+			runtime: RuntimeDocker,
+		},
+		{
 			name:    "FailedSync with escaped quotes",
 			reason:  "FailedSync",
 			msg:     `Error syncing pod, skipping: failed to "StartContainer" for "web" with ErrImagePull: "rpc error: code = 2 desc = Error response from daemon: {\"message\":\"manifest for acme/web:v2 not found\"}"`,

@@ -60,7 +60,7 @@ var rules = []rule{
 
 	{InvalidReference, re(`InvalidImageName|Failed to apply default image tag|couldn't parse image (?:reference|name)|invalid reference format|repository name (?:\(\S+\) )?must be lowercase|(?:repository|image) name must be canonical|cannot specify 64-byte hexadecimal strings|(?i:invalid image name)|(?:parsing|parse) (?:image )?reference .{0,200}?invalid|short-name \S+ did not resolve to an alias|short-name resolution enforced`)},
 
-	{PlatformMismatch, re(`no match for platform in manifest|no matching manifest for \S+ in the manifest list entries|no image found in (?:manifest list|image index) for architecture|does not match the specified platform|image operating system \S+ cannot be used on this platform|choosing (?:an )?image (?:instance|from manifest list)[^\n]*?no image found`)},
+	{PlatformMismatch, re(`no match for platform in manifest|no matching manifest for \S+(?: [0-9.]+)? in the manifest list entries|no image found in (?:manifest list|image index) for architecture|does not match the specified platform|image operating system \S+ cannot be used on this platform|choosing (?:an )?image (?:instance|from manifest list)[^\n]*?no image found`)},
 
 	{UnpackFailed, re(`(?i:no space left on device)|(?i:disk quota exceeded)|failed to extract layer|failed to unpack image on snapshotter|failed to unpack|apply layer error|failed to register layer|[Ee]rror processing tar file|failed to prepare extraction snapshot|failed to commit snapshot|(?i:storing blob to file)[^\n]*?(?i:no space|quota)`)},
 
@@ -110,7 +110,7 @@ var rules = []rule{
 	// …" for a missing repository and a missing tag alike.
 	{genericNotFound, re(`manifest unknown: Failed to fetch[^\n]*`)},
 
-	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for \S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|could not fetch content descriptor sha(?:256|512):[^\n]*?not found|tag \S+ not found|manifest \S+ not found|no such manifest: \S+`)},
+	{manifestMissing, re(`MANIFEST_UNKNOWN[^\n]*|manifest for\s+\S+ not found[^\n]*|(?:Error )?reading manifest \S+ in \S+: manifest unknown[^\n]*|manifest unknown[^\n]*|Tag \S+ not found in repository \S+|Requested image not found|content at \S+ not found|could not fetch content descriptor sha(?:256|512):[^\n]*?not found|tag \S+ not found|manifest \S+ not found|no such manifest: \S+`)},
 
 	// A 404 status line does not say whether the repository or the
 	// manifest was missing.
