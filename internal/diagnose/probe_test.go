@@ -142,6 +142,9 @@ func TestProbeRegistryAnswers(t *testing.T) {
 			if !strings.Contains(res.Detail, tc.detail) {
 				t.Errorf("detail %q lacks %q", res.Detail, tc.detail)
 			}
+			if tc.want == RegistryUnavailable && res.Reached() {
+				t.Errorf("Reached() = true for a 5xx: the registry did not answer about the image")
+			}
 		})
 	}
 
