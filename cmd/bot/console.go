@@ -124,6 +124,14 @@ func (c *console) write(event string, inc watch.Incident) error {
 	return err
 }
 
+// certaintyText says who decided the cause, for people.
+func certaintyText(c diagnose.Certainty) string {
+	if c == diagnose.CertaintyRegistry {
+		return "registry (the registry answered this when pullfix asked)"
+	}
+	return string(c) + " (from the kubelet's message alone)"
+}
+
 // writeDiagnosis renders a diagnosis as text for people: the same content
 // as the Slack message, in the same order.
 func writeDiagnosis(b *strings.Builder, where string, pods int, d diagnose.Diagnosis) {
@@ -143,6 +151,9 @@ func writeDiagnosis(b *strings.Builder, where string, pods int, d diagnose.Diagn
 	}
 	if len(d.Probes) > 0 {
 		fmt.Fprintf(b, "   probed %d request(s) in %s, confidence %s\n", len(d.Probes), d.ProbeDuration.Round(time.Millisecond), d.Confidence)
+	}
+	if d.Certainty != "" {
+		fmt.Fprintf(b, "   certainty: %s\n", certaintyText(d.Certainty))
 	}
 	b.WriteString("\n")
 }

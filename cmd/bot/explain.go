@@ -21,20 +21,22 @@ import (
 // Every field is always present (empty when unknown), so a consumer of the
 // JSON lines never has to tell "absent" from "empty".
 type explainResult struct {
-	Cause    diagnose.Cause   `json:"cause"`
-	Title    string           `json:"title"`
-	Summary  string           `json:"summary"`
-	Remedy   string           `json:"remedy"`
-	Evidence string           `json:"evidence"`
-	Image    string           `json:"image"`
-	Registry string           `json:"registry"`
-	Runtime  diagnose.Runtime `json:"runtime"`
-	Error    string           `json:"error,omitempty"`
+	Cause diagnose.Cause `json:"cause"`
+	// Certainty is always "words": explain never asks a registry.
+	Certainty diagnose.Certainty `json:"certainty"`
+	Title     string             `json:"title"`
+	Summary   string             `json:"summary"`
+	Remedy    string             `json:"remedy"`
+	Evidence  string             `json:"evidence"`
+	Image     string             `json:"image"`
+	Registry  string             `json:"registry"`
+	Runtime   diagnose.Runtime   `json:"runtime"`
+	Error     string             `json:"error,omitempty"`
 }
 
 func newExplainResult(c diagnose.Classification) explainResult {
 	return explainResult{
-		Cause: c.Cause, Title: c.Cause.Title(), Summary: c.Summary, Remedy: c.Remedy,
+		Cause: c.Cause, Certainty: diagnose.CertaintyWords, Title: c.Cause.Title(), Summary: c.Summary, Remedy: c.Remedy,
 		Evidence: c.Evidence, Image: c.Image, Registry: c.Registry, Runtime: c.Runtime,
 	}
 }
@@ -176,9 +178,10 @@ func printExplanation(w io.Writer, c diagnose.Classification) {
 		if value == "" {
 			value = "-"
 		}
-		fmt.Fprintf(w, "%-9s %s\n", name+":", value)
+		fmt.Fprintf(w, "%-10s %s\n", name+":", value)
 	}
 	fmt.Fprintf(w, "%s (%s)\n\n", c.Cause.Title(), c.Cause)
+	field("certainty", "words (the kubelet's message alone; `bot diagnose` asks the registry)")
 	field("image", c.Image)
 	field("registry", c.Registry)
 	field("runtime", string(c.Runtime))

@@ -15,9 +15,16 @@ func TestExplainMessage(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, errb.String())
 	}
-	for _, want := range []string{"tag_not_found", "Tag not found", "public.ecr.aws", "containerd", "evidence:", "remedy:"} {
+	// The runbook's own message: containerd's bare "not found" does not
+	// say whether the repository or the tag is missing (issue #12).
+	for _, want := range []string{"image_not_found", "Image not found (repository or tag)", "public.ecr.aws", "containerd", "evidence:", "remedy:", "certainty: words"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, never := range []string{"tag_not_found", "repository exists"} {
+		if strings.Contains(out.String(), never) {
+			t.Errorf("output claims %q, which only the registry could say:\n%s", never, out.String())
 		}
 	}
 }
@@ -87,6 +94,9 @@ func TestExplainJSONL(t *testing.T) {
 			if s, _ := obj[k].(string); s == "" {
 				t.Errorf("line %d lacks %q", i, k)
 			}
+		}
+		if obj["certainty"] != "words" {
+			t.Errorf("line %d certainty = %v, want words (explain never probes)", i, obj["certainty"])
 		}
 		for _, k := range []string{"evidence", "image", "registry", "runtime"} {
 			if _, ok := obj[k].(string); !ok {

@@ -14,7 +14,7 @@ import (
 // wantsCandidates reports whether a cause is fixed by changing the image.
 func wantsCandidates(c Cause) bool {
 	switch c {
-	case RepoNotFound, TagNotFound, DigestNotFound, PlatformMismatch, NotFoundOrUnauthorized:
+	case RepoNotFound, TagNotFound, DigestNotFound, ImageNotFound, PlatformMismatch, NotFoundOrUnauthorized:
 		return true
 	}
 	return false
@@ -69,7 +69,8 @@ func (d *Diagnoser) candidates(ctx context.Context, t Target, image string, caus
 		}
 	}
 	// NotFoundOrUnauthorized left unsettled: the image may simply be
-	// private, so only the caller's known-good images are offered.
+	// private, so only the caller's known-good images are offered; so is
+	// an ImageNotFound the probe could not settle.
 	sort.SliceStable(props, func(i, j int) bool { return props[i].rank < props[j].rank })
 
 	var out []Candidate

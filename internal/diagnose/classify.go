@@ -40,9 +40,12 @@ func Classify(reason, message string) Classification {
 	switch c.Cause {
 	case manifestMissing, genericNotFound:
 		c.Cause = notFoundCause(c.Cause, c.Evidence, c.Image)
+	case forbidden:
+		c.Cause = forbiddenCause(c.Registry, windows[0])
 	case Unknown:
 		c.Cause, c.Evidence = fromReason(reason, c.Image)
 	}
+	c.Certainty = CertaintyWords
 
 	c.Summary, c.Remedy = Describe(c.Cause, c.Image, c.Registry)
 	switch {
@@ -88,10 +91,28 @@ func firstRule(text string) (Cause, int) {
 // resolvedRank stands in for the internal not-found verdicts when ranking,
 // as both become a specific not-found cause.
 func resolvedRank(c Cause) Cause {
-	if c == manifestMissing || c == genericNotFound {
+	switch c {
+	case manifestMissing, genericNotFound:
 		return TagNotFound
+	case forbidden:
+		return AccessDenied
 	}
 	return c
+}
+
+// forbiddenCause settles a bare 403 or "denied". It is a refusal of
+// credentials that were presented (AccessDenied) only where that is known:
+// the kubelet's list of one error per credential tried, or a private ECR
+// registry, which answers 401 to a request without credentials and 404 to
+// a missing repository, so its 403 is an IAM or policy denial. Elsewhere
+// (GHCR answers an anonymous pull of a private or missing package 403;
+// GitLab and Harbor deny alike) the registry declines to say whether the
+// image is missing or private.
+func forbiddenCause(registry, msg string) Cause {
+	if isECR(registry) || len(splitElements(msg)) > 1 {
+		return AccessDenied
+	}
+	return NotFoundOrUnauthorized
 }
 
 // digestInTextRE finds a digest that the failing request named: a
@@ -100,16 +121,21 @@ func resolvedRank(c Cause) Cause {
 var digestInTextRE = regexp.MustCompile(`@sha(?:256|512):|/(?:manifests|blobs)/sha(?:256|512):|manifest sha256:|descriptor sha(?:256|512):|^content at `)
 
 // notFoundCause turns "the manifest is missing" into the cause a person can
-// act on. A pinned digest that is missing is DigestNotFound; otherwise the
-// tag is. containerd's bare "not found" does not say whether the repository
-// exists, but a repository path that begins with another registry's host
-// ("mirror.gcr.io/ghcr.io/…") names no repository anywhere.
+// act on. A pinned digest that is missing is DigestNotFound. The registry's
+// MANIFEST_UNKNOWN for a tag is TagNotFound. containerd's bare "not found"
+// (and a 404 status line) does not say whether the repository exists:
+// ImageNotFound, which the registry probe settles; but a repository path
+// that begins with another registry's host ("mirror.gcr.io/ghcr.io/…")
+// names no repository anywhere.
 func notFoundCause(c Cause, evidence, image string) Cause {
 	if digestInTextRE.MatchString(evidence) || isDigestRef(image) {
 		return DigestNotFound
 	}
-	if c == genericNotFound && nestedRegistry(image) {
-		return RepoNotFound
+	if c == genericNotFound {
+		if nestedRegistry(image) {
+			return RepoNotFound
+		}
+		return ImageNotFound
 	}
 	return TagNotFound
 }
@@ -134,6 +160,8 @@ func fromReason(reason, image string) (Cause, string) {
 		return InvalidReference, ""
 	case "ErrImageNeverPull":
 		return NeverPull, ""
+	case "RegistryUnavailable":
+		return RegistryUnavailable, ""
 	}
 	if image != "" && CheckReference(image) != nil {
 		return InvalidReference, image

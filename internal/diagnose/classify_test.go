@@ -143,10 +143,10 @@ func TestClassify(t *testing.T) {
 			runtime:  RuntimeContainerd,
 		},
 		{
-			name:     "tag not found, containerd 1.28+ stripped prefix",
+			name:     "image not found, containerd 1.28+ stripped prefix: the bare not found does not say repository or tag",
 			reason:   "ErrImagePull",
 			msg:      `failed to pull and unpack image "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9": failed to resolve reference "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9": public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9: not found`,
-			cause:    TagNotFound,
+			cause:    ImageNotFound,
 			evidence: "1.2.9: not found",
 			image:    "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.9",
 			registry: "public.ecr.aws",
@@ -175,9 +175,9 @@ func TestClassify(t *testing.T) {
 			registry: "docker.io",
 		},
 		{
-			name:     "unauthorized, 401 from the registry",
+			name:     "not found or unauthorized, anonymous token refused by Harbor",
 			msg:      `Failed to pull image "registry.example.com/team/app:1": rpc error: code = Unknown desc = failed to pull and unpack image "registry.example.com/team/app:1": failed to resolve reference "registry.example.com/team/app:1": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://registry.example.com/service/token?scope=repository%3Ateam%2Fapp%3Apull&service=harbor-registry: 401 Unauthorized`,
-			cause:    Unauthorized,
+			cause:    NotFoundOrUnauthorized,
 			evidence: "401 Unauthorized",
 		},
 		{
@@ -279,7 +279,7 @@ func TestClassify(t *testing.T) {
 			name:     "1.32+ back-off message carries the last error",
 			reason:   "ImagePullBackOff",
 			msg:      `Back-off pulling image "docker.io/bitnami/jenkins:2.516.2-debian-12-r0": ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/bitnami/jenkins:2.516.2-debian-12-r0": failed to resolve reference "docker.io/bitnami/jenkins:2.516.2-debian-12-r0": docker.io/bitnami/jenkins:2.516.2-debian-12-r0: not found`,
-			cause:    TagNotFound,
+			cause:    ImageNotFound,
 			image:    "docker.io/bitnami/jenkins:2.516.2-debian-12-r0",
 			registry: "docker.io",
 		},
@@ -303,7 +303,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:     "bracketed list: the credential that reached the image decides",
 			msg:      `Failed to pull image "registry.example.com/team/app:2": [rpc error: code = Unknown desc = failed to pull and unpack image "registry.example.com/team/app:2": failed to resolve reference "registry.example.com/team/app:2": failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized, rpc error: code = NotFound desc = failed to pull and unpack image "registry.example.com/team/app:2": failed to resolve reference "registry.example.com/team/app:2": registry.example.com/team/app:2: not found]`,
-			cause:    TagNotFound,
+			cause:    ImageNotFound,
 			evidence: "registry.example.com/team/app:2: not found",
 		},
 		{
@@ -317,6 +317,126 @@ func TestClassify(t *testing.T) {
 			msg:      `Failed to pull image "r.example.com/a:1": [rpc error: code = Unknown desc = failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized, rpc error: code = Unknown desc = failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized, rpc error: code = Unknown desc = failed to pull and unpack image "r.example.com/a:1": no match for platform in manifest: not found]`,
 			cause:    PlatformMismatch,
 			evidence: "no match for platform in manifest",
+		},
+		{
+			name:     "registry unavailable, containerd 503 from the registry",
+			msg:      `Failed to pull image "quay.io/org/app:1": rpc error: code = Unknown desc = failed to pull and unpack image "quay.io/org/app:1": failed to resolve reference "quay.io/org/app:1": unexpected status from HEAD request to https://quay.io/v2/org/app/manifests/1: 503 Service Unavailable`,
+			cause:    RegistryUnavailable,
+			evidence: "503 Service Unavailable",
+			registry: "quay.io",
+			runtime:  RuntimeContainerd,
+		},
+		{
+			name:     "registry unavailable, containerd 1.4 httpReaderSeeker 500",
+			msg:      `Failed to pull image "redis:7": rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/library/redis:7": failed to copy: httpReaderSeeker: failed open: unexpected status code https://registry-1.docker.io/v2/library/redis/blobs/sha256:abc: 500 Internal Server Error`,
+			cause:    RegistryUnavailable,
+			evidence: "500 Internal Server Error",
+		},
+		{
+			name:     "registry unavailable, Docker's received unexpected HTTP status 502",
+			msg:      `Failed to pull image "quay.io/org/app:1": rpc error: code = Unknown desc = Error response from daemon: received unexpected HTTP status: 502 Bad Gateway`,
+			cause:    RegistryUnavailable,
+			evidence: "received unexpected HTTP status: 502 Bad Gateway",
+			runtime:  RuntimeDocker,
+		},
+		{
+			name:     "registry unavailable, 504 from the gateway is an answer, not a timeout",
+			msg:      `Failed to pull image "r.example.com/app:1": failed to pull and unpack image "r.example.com/app:1": failed to resolve reference "r.example.com/app:1": pulling from host r.example.com failed with status code [manifests 1]: 504 Gateway Timeout`,
+			cause:    RegistryUnavailable,
+			evidence: "504 Gateway Timeout",
+		},
+		{
+			name:   "registry unavailable, the CRI's class with no other words",
+			reason: "RegistryUnavailable",
+			msg:    `image pull failed for quay.io/org/app:1 because the registry is unavailable`,
+			cause:  RegistryUnavailable,
+			image:  "quay.io/org/app:1",
+		},
+		{
+			name:     "not found or unauthorized, an anonymous token refused (403)",
+			msg:      `Failed to pull image "registry.gitlab.com/g/p:1": failed to pull and unpack image "registry.gitlab.com/g/p:1": failed to resolve reference "registry.gitlab.com/g/p:1": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://gitlab.com/jwt/auth?scope=repository%3Ag%2Fp%3Apull&service=container_registry: 403 Forbidden`,
+			cause:    NotFoundOrUnauthorized,
+			evidence: "failed to fetch anonymous token",
+		},
+		{
+			name:     "access denied, an oauth token (credentials presented) refused",
+			msg:      `Failed to pull image "ghcr.io/org/app:1": failed to pull and unpack image "ghcr.io/org/app:1": failed to resolve reference "ghcr.io/org/app:1": failed to authorize: failed to fetch oauth token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3Aorg%2Fapp%3Apull&service=ghcr.io: 403 Forbidden`,
+			cause:    AccessDenied,
+			evidence: "failed to fetch oauth token",
+		},
+		{
+			name:     "not found or unauthorized, GHCR's bare 403 to a HEAD does not say credentials were presented",
+			msg:      `Failed to pull image "ghcr.io/org/app:1": failed to pull and unpack image "ghcr.io/org/app:1": failed to resolve reference "ghcr.io/org/app:1": unexpected status from HEAD request to https://ghcr.io/v2/org/app/manifests/1: 403 Forbidden`,
+			cause:    NotFoundOrUnauthorized,
+			evidence: "403 Forbidden",
+		},
+		{
+			name:    "not found or unauthorized, GHCR's bare denied",
+			msg:     `Failed to pull image "ghcr.io/org/app:1": rpc error: code = Unknown desc = Error response from daemon: Head "https://ghcr.io/v2/org/app/manifests/1": denied: denied`,
+			cause:   NotFoundOrUnauthorized,
+			runtime: RuntimeDocker,
+		},
+		{
+			name:     "not found or unauthorized, Artifact Registry's 'or it may not exist'",
+			msg:      `Failed to pull image "europe-docker.pkg.dev/p/r/app:1": rpc error: code = Unknown desc = Error response from daemon: Head "https://europe-docker.pkg.dev/v2/p/r/app/manifests/1": denied: Permission "artifactregistry.repositories.downloadArtifacts" denied on resource "projects/p/locations/europe/repositories/r" (or it may not exist)`,
+			cause:    NotFoundOrUnauthorized,
+			evidence: "(or it may not exist)",
+		},
+		{
+			name:     "unauthorized, Artifact Registry without credentials",
+			msg:      `Failed to pull image "us-docker.pkg.dev/p/r/app:1": rpc error: code = Unknown desc = Error response from daemon: Head "https://us-docker.pkg.dev/v2/p/r/app/manifests/1": denied: Unauthenticated request. Unauthenticated requests do not have permission "artifactregistry.repositories.downloadArtifacts" on resource "projects/p/locations/us/repositories/r" (or it may not exist)`,
+			cause:    Unauthorized,
+			evidence: "Unauthenticated request",
+		},
+		{
+			name:    "not found or unauthorized, CRI-O reading Docker Hub's denial",
+			msg:     `Failed to pull image "acme/nope:1": rpc error: code = Unknown desc = reading manifest 1 in docker.io/acme/nope: requested access to the resource is denied`,
+			cause:   NotFoundOrUnauthorized,
+			runtime: RuntimeCRIO,
+		},
+		{
+			name:     "image not found, GCR's MANIFEST_UNKNOWN 'Failed to fetch' is the same for a missing repository",
+			msg:      `Failed to pull image "gcr.io/p/app:1": rpc error: code = Unknown desc = Error response from daemon: manifest for gcr.io/p/app:1 not found: manifest unknown: Failed to fetch "1" from request "/v2/p/app/manifests/1".`,
+			cause:    ImageNotFound,
+			evidence: "Failed to fetch",
+		},
+		{
+			name:     "image not found, a bare 404 status line",
+			msg:      `Failed to pull image "r.example.com/app:1": failed to pull and unpack image "r.example.com/app:1": failed to resolve reference "r.example.com/app:1": unexpected status from HEAD request to https://r.example.com/v2/app/manifests/1: 404 Not Found`,
+			cause:    ImageNotFound,
+			evidence: "404 Not Found",
+		},
+		{
+			name:     "connection refused, Go's net/http client EOF (Docker)",
+			msg:      `Failed to pull image "docker.io/acme/app:1": rpc error: code = Unknown desc = Error response from daemon: Get "https://registry-1.docker.io/v2/": EOF`,
+			cause:    ConnectionRefused,
+			evidence: "EOF",
+		},
+		{
+			name:     "not found or unauthorized, 1.32+ back-off message keeping a Docker Hub refusal",
+			reason:   "ImagePullBackOff",
+			msg:      `Back-off pulling image "acme/private:1": ErrImagePull: failed to pull and unpack image "docker.io/acme/private:1": failed to resolve reference "docker.io/acme/private:1": pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed`,
+			cause:    NotFoundOrUnauthorized,
+			image:    "acme/private:1",
+			registry: "docker.io",
+		},
+		{
+			name:     "digest not found, the resolver's not found after a quoted reference (BuildKit, Docker's containerd store)",
+			msg:      `failed to resolve reference "ghcr.io/org/app@sha256:` + strings.Repeat("c", 64) + `": not found`,
+			cause:    DigestNotFound,
+			evidence: ": not found",
+		},
+		{
+			name:     "digest not found, Docker's no such manifest",
+			msg:      `no such manifest: docker.io/org/app@sha256:` + strings.Repeat("d", 64),
+			cause:    DigestNotFound,
+			evidence: "no such manifest",
+		},
+		{
+			name:    "platform mismatch, Docker on Windows names the OS version",
+			msg:     `Error response from daemon: no matching manifest for windows/amd64 10.0.18362 in the manifest list entries`,
+			cause:   PlatformMismatch,
+			runtime: RuntimeDocker,
 		},
 		{
 			name:    "FailedSync with escaped quotes",
@@ -417,5 +537,51 @@ func TestClassifyLongInput(t *testing.T) {
 	c := Classify("", msg)
 	if c.Cause != RateLimited || !strings.Contains(msg, c.Evidence) || c.Image != "nginx:1" {
 		t.Errorf("got %s %q %q", c.Cause, c.Evidence, c.Image)
+	}
+}
+
+// TestDescribeClaimsOnlyWhatTheWordsCarry: the texts used where the words
+// decided never state what only the registry could say (issue #12: "The
+// repository exists … but the tag does not" for a bare containerd "not
+// found" sent people looking for a tag when the repository was missing).
+// Only DescribeSettled, used when the probe answered, says so.
+func TestDescribeClaimsOnlyWhatTheWordsCarry(t *testing.T) {
+	const img, reg = "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1", "public.ecr.aws"
+	for _, c := range Causes() {
+		s, r := Describe(c, img, reg)
+		for _, claim := range []string{"repository exists", "the registry said so", "pullfix asked"} {
+			if strings.Contains(s, claim) || strings.Contains(r, claim) {
+				t.Errorf("%s from the words claims %q: %s", c, claim, s)
+			}
+		}
+	}
+	runbook := Classify("Failed", `Failed to pull image "`+img+`": rpc error: code = NotFound desc = failed to pull and unpack image "`+img+`": failed to resolve reference "`+img+`": `+img+`: not found`)
+	if runbook.Cause != ImageNotFound || !strings.Contains(runbook.Summary, "do not say which") {
+		t.Errorf("the runbook's message: %s %q, want image_not_found saying the words do not say which", runbook.Cause, runbook.Summary)
+	}
+	for c, want := range map[Cause]string{
+		RepoNotFound:   "does not exist on public.ecr.aws: the registry said so",
+		TagNotFound:    "The repository exists on public.ecr.aws but the tag",
+		DigestNotFound: "the registry said so",
+	} {
+		if s, _ := DescribeSettled(c, img, reg); !strings.Contains(s, want) {
+			t.Errorf("DescribeSettled(%s) = %q, want %q", c, s, want)
+		}
+	}
+	never := Classify("ErrImageNeverPull", `Container image "app:dev" is not present with pull policy of Never`)
+	for _, want := range []string{"not present on the node", "pulled with credentials", "the same for both"} {
+		if !strings.Contains(never.Summary, want) {
+			t.Errorf("never_pull summary lacks %q (KEP-2535: both readings): %s", want, never.Summary)
+		}
+	}
+	unavailable, _ := Describe(RegistryUnavailable, img, reg)
+	_, remedy := Describe(RegistryUnavailable, img, reg)
+	for _, want := range []string{"status page", "mirror", "retr"} {
+		if !strings.Contains(remedy, want) {
+			t.Errorf("registry_unavailable remedy lacks %q: %s", want, remedy)
+		}
+	}
+	if !strings.Contains(unavailable, "not the image") {
+		t.Errorf("registry_unavailable summary: %s", unavailable)
 	}
 }

@@ -131,7 +131,7 @@ func offline(t Target) (Diagnosis, Classification, string) {
 		image = cls.Image
 	}
 	t.Lookup = nil // a Diagnosis keeps what was looked up, not how
-	diag := Diagnosis{Target: t, Cause: cls.Cause, Confidence: ConfidenceMedium}
+	diag := Diagnosis{Target: t, Cause: cls.Cause, Confidence: ConfidenceMedium, Certainty: CertaintyWords}
 	if cls.Evidence != "" {
 		diag.Evidence = append(diag.Evidence, Evidence{Source: FromKubelet, Text: cls.Evidence})
 	} else if msg := strings.TrimSpace(t.Message); msg != "" {
@@ -182,7 +182,7 @@ func probeable(c Cause, image string) bool {
 
 // Cause families used to combine the kubelet's view with the probe's.
 func notFound(c Cause) bool {
-	return c == RepoNotFound || c == TagNotFound || c == DigestNotFound || c == NotFoundOrUnauthorized
+	return c == RepoNotFound || c == TagNotFound || c == DigestNotFound || c == ImageNotFound || c == NotFoundOrUnauthorized
 }
 
 func authCause(c Cause) bool {
@@ -205,9 +205,16 @@ func connectCause(c Cause) bool {
 // (node IAM role, node network) the kubelet's words stay the evidence.
 func combine(diag *Diagnosis, k Cause, res ProbeResult, image, registry string) {
 	diag.Evidence = append(diag.Evidence, Evidence{Source: FromProbe, Text: probeEvidence(res)})
+	// The registry decided when its answer is the cause given; otherwise
+	// the kubelet's words stand and the probe is only context.
 	set := func(c Cause, conf Confidence) {
 		diag.Cause, diag.Confidence = c, conf
+		diag.Certainty = CertaintyWords
 		diag.Summary, diag.Remedy = Describe(c, image, registry)
+		if !res.OK && c == res.Cause {
+			diag.Certainty = CertaintyRegistry
+			diag.Summary, diag.Remedy = DescribeSettled(c, image, registry)
+		}
 	}
 	reg := registry
 	if reg == "" {
@@ -230,6 +237,9 @@ func combine(diag *Diagnosis, k Cause, res ProbeResult, image, registry string) 
 		case k == Unknown:
 			set(Unknown, ConfidenceLow)
 			diag.Summary += " The registry serves the image to the pod's credentials, so look at the node (runtime logs, disk, node-level credentials)."
+		case k == RegistryUnavailable:
+			set(k, ConfidenceLow)
+			diag.Summary += fmt.Sprintf(" pullfix gets the image from %s now: it may have recovered, or the nodes pull through a proxy or mirror that is failing.", reg)
 		case authCause(k) && k != NotFoundOrUnauthorized:
 			// ECR and other node-identity registries: the node's role is
 			// invisible to the bot; the kubelet's words are the evidence.
@@ -265,7 +275,9 @@ func combine(diag *Diagnosis, k Cause, res ProbeResult, image, registry string) 
 			set(p, ConfidenceMedium)
 		case k == p:
 			set(p, ConfidenceHigh)
-		case k == NotFoundOrUnauthorized || k == Unknown:
+		case k == NotFoundOrUnauthorized || k == ImageNotFound || k == Unknown:
+			// The registry's refusal covers the kubelet's "not found":
+			// the image is missing or private, it will not say which.
 			set(p, ConfidenceMedium)
 		case authCause(k):
 			// The kubelet used the node's credentials too (IAM role,
@@ -292,10 +304,22 @@ func combine(diag *Diagnosis, k Cause, res ProbeResult, image, registry string) 
 			diag.Summary += fmt.Sprintf(" The registry asks to retry after %s seconds.", res.Err.RetryAfter)
 		}
 
+	case p == RegistryUnavailable:
+		switch {
+		case k == p:
+			set(p, ConfidenceHigh)
+		case k == Unknown:
+			set(p, ConfidenceMedium)
+		default:
+			set(k, ConfidenceMedium)
+			diag.Summary += fmt.Sprintf(" (pullfix could not confirm it: %s answers pullfix a server error: %s.)", reg, res.Detail)
+		}
+
 	case connectCause(p):
 		switch {
 		case networkCause(k) && networkCause(p):
 			set(k, ConfidenceHigh)
+			diag.Certainty = CertaintyRegistry
 			diag.Summary, diag.Remedy = outageText(k, image, reg, res.Detail)
 		case k == p:
 			set(k, ConfidenceHigh)
@@ -309,8 +333,8 @@ func combine(diag *Diagnosis, k Cause, res ProbeResult, image, registry string) 
 		}
 
 	default:
-		// The probe could not decide (a 5xx, a credential lookup that
-		// timed out): the kubelet's words stand.
+		// The probe could not decide (a credential lookup that timed
+		// out, an answer nothing maps): the kubelet's words stand.
 		conf := ConfidenceMedium
 		if k == Unknown {
 			conf = ConfidenceLow

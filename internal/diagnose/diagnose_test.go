@@ -3,6 +3,7 @@ package diagnose
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,78 @@ func TestDiagnoseRunbookRepositoryTypo(t *testing.T) {
 	}
 	if !strings.Contains(d.Summary, image) {
 		t.Errorf("summary does not name the original reference: %s", d.Summary)
+	}
+	// The words alone said image_not_found; the registry settled it.
+	if off := DiagnoseOffline(target); off.Cause != ImageNotFound || off.Certainty != CertaintyWords || strings.Contains(off.Summary, "exists") {
+		t.Errorf("offline: %s (%s) %q, want image_not_found from the words, claiming nothing exists", off.Cause, off.Certainty, off.Summary)
+	}
+	if d.Certainty != CertaintyRegistry || !strings.Contains(d.Summary, "the registry said so") {
+		t.Errorf("certainty %s, summary %q: want registry, saying the registry said so", d.Certainty, d.Summary)
+	}
+}
+
+// TestDiagnoseSettlesImageNotFound: containerd's bare "not found" is
+// image_not_found from the words; the probe says which is missing.
+func TestDiagnoseSettlesImageNotFound(t *testing.T) {
+	_, _, p := runbook(t)
+	ui := "public.ecr.aws/" + registries.RetailUI
+	cases := []struct {
+		image   string
+		want    Cause
+		summary string
+	}{
+		{image: "public.ecr.aws/" + registries.RetailingUI + ":1.2.1", want: RepoNotFound, summary: "does not exist on public.ecr.aws: the registry said so"},
+		{image: ui + ":1.2.9", want: TagNotFound, summary: "The repository exists on public.ecr.aws but the tag"},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.want), func(t *testing.T) {
+			target := Target{Image: tc.image, Reason: "ErrImagePull", Message: containerdNotFound(tc.image)}
+			if c := Classify(target.Reason, target.Message); c.Cause != ImageNotFound || c.Certainty != CertaintyWords {
+				t.Fatalf("offline %s (%s), want image_not_found (words)", c.Cause, c.Certainty)
+			}
+			d := NewDiagnoser(p).Diagnose(context.Background(), target, nil)
+			logDiagnosis(t, d)
+			if d.Cause != tc.want || d.Certainty != CertaintyRegistry || d.Confidence != ConfidenceHigh {
+				t.Fatalf("cause %s certainty %s (%s), want %s settled by the registry (high)", d.Cause, d.Certainty, d.Confidence, tc.want)
+			}
+			if !strings.Contains(d.Summary, tc.summary) {
+				t.Errorf("summary %q lacks %q", d.Summary, tc.summary)
+			}
+			if len(d.Candidates) == 0 {
+				t.Errorf("no candidates for a settled %s", tc.want)
+			}
+		})
+	}
+	t.Run("unsettled: the words stand, nothing claimed", func(t *testing.T) {
+		closed := registries.ClosedPort(t)
+		image := closed + "/team/app:1"
+		d := NewDiagnoser(newProber(t, WithTimeout(time.Second))).Diagnose(context.Background(),
+			Target{Image: image, Reason: "ErrImagePull", Message: containerdNotFound(image)}, nil)
+		logDiagnosis(t, d)
+		if d.Cause != ImageNotFound || d.Certainty != CertaintyWords || strings.Contains(d.Summary, "exists on") {
+			t.Fatalf("cause %s (%s) %q, want image_not_found from the words", d.Cause, d.Certainty, d.Summary)
+		}
+	})
+}
+
+// TestDiagnoseRegistryUnavailable: a registry answering 5xx is failing,
+// not refusing connections; the probe confirms it on loopback.
+func TestDiagnoseRegistryUnavailable(t *testing.T) {
+	reg := registries.New(t, registries.WithServerError(registries.ServerError{Status: http.StatusServiceUnavailable}))
+	p := newProber(t, WithMirrors(Mirrors{"quay.io": reg.Host}))
+	image := "quay.io/org/app:1"
+	msg := `Failed to pull image "quay.io/org/app:1": rpc error: code = Unknown desc = failed to pull and unpack image "quay.io/org/app:1": failed to resolve reference "quay.io/org/app:1": unexpected status from HEAD request to https://quay.io/v2/org/app/manifests/1: 503 Service Unavailable`
+	target := Target{Image: image, Reason: "ErrImagePull", Message: msg}
+	if c := Classify(target.Reason, msg); c.Cause != RegistryUnavailable {
+		t.Fatalf("offline %s, want registry_unavailable", c.Cause)
+	}
+	d := NewDiagnoser(p).Diagnose(context.Background(), target, nil)
+	logDiagnosis(t, d)
+	if d.Cause != RegistryUnavailable || d.Certainty != CertaintyRegistry || d.Confidence != ConfidenceHigh || d.NodeSide {
+		t.Fatalf("cause %s certainty %s (%s) nodeSide=%t, want registry_unavailable confirmed by the registry", d.Cause, d.Certainty, d.Confidence, d.NodeSide)
+	}
+	if len(d.Candidates) != 0 || !strings.Contains(d.Remedy, "status page") || !strings.Contains(d.Remedy, "mirror") {
+		t.Errorf("%d candidates, remedy %q: want none, and status page / mirror", len(d.Candidates), d.Remedy)
 	}
 }
 

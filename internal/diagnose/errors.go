@@ -125,10 +125,25 @@ func classifyRegistryError(pe *ProbeError, te *transport.Error, ec errorContext)
 		if pe.RetryAfter != "" {
 			pe.Detail += " (Retry-After: " + pe.RetryAfter + ")"
 		}
+	case te.StatusCode >= 500 && te.StatusCode <= 599, has(transport.UnavailableErrorCode):
+		// The registry (or its token service, or the proxy in front) is
+		// failing: nothing is known about the image.
+		pe.Cause = RegistryUnavailable
+		pe.Detail = "the registry answered a server error: " + pe.Detail
 	case atToken && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
-		// The token service refused the credentials themselves.
-		pe.Cause = Unauthorized
-		pe.Detail = "the registry's token service rejected the credentials: " + pe.Detail
+		switch {
+		case ec.anonymous:
+			// An anonymous token refused: the repository is private or
+			// missing, and the registry declines to say which.
+			pe.Cause = NotFoundOrUnauthorized
+			pe.Detail = "the registry's token service refused an anonymous pull (the repository is private, or does not exist): " + pe.Detail
+		case te.StatusCode == http.StatusForbidden:
+			pe.Cause = AccessDenied
+			pe.Detail = "the registry's token service refused the pod's credentials for this repository: " + pe.Detail
+		default:
+			pe.Cause = Unauthorized
+			pe.Detail = "the registry's token service rejected the credentials: " + pe.Detail
+		}
 	case has(transport.NameUnknownErrorCode):
 		pe.Cause = RepoNotFound
 	case has(transport.ManifestUnknownErrorCode):
@@ -143,7 +158,15 @@ func classifyRegistryError(pe *ProbeError, te *transport.Error, ec errorContext)
 		// (ECR answers anonymous requests 401 DENIED "Not Authorized").
 		classifyUnauthorized(pe, ec)
 	case has(transport.DeniedErrorCode) || te.StatusCode == http.StatusForbidden:
-		pe.Cause = AccessDenied
+		if ec.anonymous {
+			// A refusal of a pull that presented no credentials says
+			// only that the image is not public (GHCR, GitLab, Harbor
+			// answer so for missing repositories too).
+			pe.Cause = NotFoundOrUnauthorized
+			pe.Detail = "anonymous pull refused: the repository does not exist, or it is private: " + pe.Detail
+		} else {
+			pe.Cause = AccessDenied
+		}
 	case te.StatusCode == http.StatusNotFound:
 		// No code (a HEAD, or a registry that sends none): the caller
 		// settles repository vs tag with a tags list.

@@ -12,6 +12,9 @@ func FuzzClassify(f *testing.F) {
 	for _, s := range loadSamples(f) {
 		f.Add(s.Reason, s.Message)
 	}
+	for _, h := range loadHeldout(f) {
+		f.Add(h.Reason, h.Message)
+	}
 	f.Add("InvalidImageName", "")
 	f.Add("", `Failed to pull image "a": [`)
 	f.Add("", "Failed to pull image \"x\": [rpc error: a, rpc error: b")
@@ -25,6 +28,9 @@ func FuzzClassify(f *testing.F) {
 		}
 		if c.Summary == "" || c.Remedy == "" {
 			t.Fatalf("empty summary or remedy for %q", msg)
+		}
+		if c.Certainty != CertaintyWords {
+			t.Fatalf("certainty %q offline, want words", c.Certainty)
 		}
 	})
 }

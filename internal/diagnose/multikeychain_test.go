@@ -62,7 +62,7 @@ func TestProbeTriesEveryMatchingCredential(t *testing.T) {
 		{name: "basic: all refused, the most specific refusal reported", image: ecr.Ref("team/missing:1"), kc: multi{{"AWS", "token"}, {"nobody", "x"}},
 			want: AccessDenied, detail: "ecr:BatchGetImage"},
 		{name: "not an auth failure: no other credential tried", image: ecr.Ref("team/allowed:2"), kc: multi{{"AWS", "token"}, {"nobody", "x"}},
-			want: TagNotFound, maxSteps: 3},
+			want: TagNotFound, maxSteps: 4},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +81,8 @@ func TestProbeTriesEveryMatchingCredential(t *testing.T) {
 				t.Errorf("%d requests recorded, want at least %d (every attempt)", len(res.Steps), tc.tries)
 			}
 			if tc.maxSteps > 0 && len(res.Steps) > tc.maxSteps {
+				// ping, token, manifest, and the tags list that settles
+				// repository vs tag (and feeds the nearest-tag search).
 				t.Errorf("%d requests, want at most %d: a missing tag is no reason to try other credentials", len(res.Steps), tc.maxSteps)
 			}
 			if res.Image != tc.image {

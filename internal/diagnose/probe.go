@@ -106,7 +106,9 @@ func (r ProbeResult) Reached() bool {
 		return true
 	}
 	switch r.Cause {
-	case DNSFailure, NetworkTimeout, ConnectionRefused, TLSError, HTTPVsHTTPS:
+	case DNSFailure, NetworkTimeout, ConnectionRefused, TLSError, HTTPVsHTTPS, RegistryUnavailable:
+		// A 5xx came from the registry's front, but says nothing of the
+		// image: it did not answer the question.
 		return false
 	case Unknown:
 		return r.Err != nil && r.Err.Status != 0
@@ -340,14 +342,13 @@ func (p *Prober) probeUncached(ctx context.Context, tg target, cred credential, 
 	desc, err := puller.Get(ctx, tg.fetch)
 	if err != nil {
 		p.fail(&res, err, tr, cred, tg)
-		if res.Err.Status == http.StatusNotFound && res.Err.Code == "" {
-			// No registry code (facts §2): the tags list tells a missing
-			// repository from a missing tag.
-			if _, lerr := puller.List(ctx, tg.fetch.Context()); lerr != nil {
-				if le := classifyError(lerr, errorContext{}); le.Cause == RepoNotFound || le.Status == http.StatusNotFound {
-					res.Cause, res.Err.Cause = RepoNotFound, RepoNotFound
-				}
-			}
+		if res.Cause == TagNotFound {
+			// A 404 without a code (facts §2) does not say which is
+			// missing, and some registries (GCR) answer MANIFEST_UNKNOWN
+			// for a missing repository too: the tags list tells a
+			// missing repository from a missing tag. Its first page is
+			// kept for the nearest-tag search that follows.
+			p.settleTag(ctx, &res, puller, tg, cred)
 		}
 		return res
 	}
@@ -415,6 +416,34 @@ func (p *Prober) probeUncached(ctx context.Context, tg target, cred credential, 
 	}
 	res.OK = true
 	return res
+}
+
+// settleTag lists the repository's tags after a manifest was missing: a
+// listing the registry refuses as missing (404, NAME_UNKNOWN) makes it
+// RepoNotFound; a listing that works confirms the repository exists, and
+// its page is cached for Tags. Any other answer leaves the registry's
+// MANIFEST_UNKNOWN as it was.
+func (p *Prober) settleTag(ctx context.Context, res *ProbeResult, puller *remote.Puller, tg target, cred credential) {
+	var names []string
+	lister, err := puller.Lister(ctx, tg.fetch.Context())
+	if err == nil {
+		var page *remote.Tags
+		if page, err = lister.Next(ctx); err == nil {
+			names = page.Tags
+		}
+	}
+	if err == nil {
+		key := "tags|" + tg.ref.Context().String() + "|" + cred.identity
+		p.lists.do(ctx, key, func() (listResult, bool) { return listResult{names: names}, true })
+		res.Detail += " (the repository exists: its tags list answers)"
+		res.Err.Detail = res.Detail
+		return
+	}
+	if le := classifyError(err, errorContext{}); le.Cause == RepoNotFound || le.Status == http.StatusNotFound {
+		res.Cause, res.Err.Cause = RepoNotFound, RepoNotFound
+		res.Detail += " (and the repository's tags list answers " + le.Detail + ")"
+		res.Err.Detail = res.Detail
+	}
 }
 
 func (p *Prober) fail(res *ProbeResult, err error, tr *trace, cred credential, tg target) {

@@ -68,6 +68,13 @@ func TestProbeRegistryAnswers(t *testing.T) {
 	ecr.Push(t, "team/allowed:1")
 	ecr.Push(t, "team/other:1")
 
+	failing := map[int]*registries.Registry{}
+	for _, st := range []int{500, 502, 503, 504} {
+		failing[st] = registries.New(t, registries.WithServerError(registries.ServerError{Status: st}))
+	}
+	failingRepo := registries.New(t, registries.WithServerError(registries.ServerError{Status: 503, Repos: []string{"team/*"}}))
+	failingRepo.Push(t, "team/app:1")
+
 	ui := registries.RetailUI + ":1.2.1"
 	good := keychain{"ci", "s3cret"}
 	cases := []struct {
@@ -87,9 +94,10 @@ func TestProbeRegistryAnswers(t *testing.T) {
 		{name: "digest present", image: plain.Ref(registries.RetailUI + "@" + rb[ui].String())},
 		{name: "index lacks arm64", image: plain.Ref(registries.RetailUtilsAMD64Index + ":1.2.1"), platform: arm64, want: PlatformMismatch, detail: "offers linux/amd64, not the node's linux/arm64"},
 		{name: "single amd64 image on arm64 is not checked by Probe", image: plain.Ref(registries.RetailAssetsAMD64 + ":1.2.1"), platform: arm64},
-		{name: "403 denied", image: denied.Ref("team/secret:1"), want: AccessDenied, code: "DENIED"},
+		{name: "403 denied to an anonymous pull: missing or private", image: denied.Ref("team/secret:1"), want: NotFoundOrUnauthorized, code: "DENIED", detail: "anonymous pull refused"},
+		{name: "403 denied to presented credentials", image: denied.Ref("team/secret:1"), kc: good, want: AccessDenied, code: "DENIED"},
 		{name: "429 with Retry-After", image: limited.Ref("library/nginx:1.27"), want: RateLimited, code: "TOOMANYREQUESTS", detail: "Retry-After: 30"},
-		{name: "token service refuses anonymous", image: login.Ref("team/app:1"), want: Unauthorized, detail: "token service rejected"},
+		{name: "token service refuses anonymous: private or missing", image: login.Ref("team/app:1"), want: NotFoundOrUnauthorized, detail: "refused an anonymous pull"},
 		{name: "token service refuses a wrong password", image: login.Ref("team/app:1"), kc: keychain{"ci", "wrong"}, want: Unauthorized, detail: "token service rejected"},
 		{name: "bearer with correct credentials", image: login.Ref("team/app:1"), kc: good},
 		{name: "hub-like anonymous missing repo", image: hub.Ref("acme/nope:1"), want: NotFoundOrUnauthorized, code: "UNAUTHORIZED"},
@@ -100,6 +108,11 @@ func TestProbeRegistryAnswers(t *testing.T) {
 		{name: "ecr-like no credentials", image: ecr.Ref("team/allowed:1"), want: Unauthorized},
 		{name: "ecr-like allowed", image: ecr.Ref("team/allowed:1"), kc: keychain{"AWS", "token"}},
 		{name: "ecr-like IAM deny", image: ecr.Ref("team/other:1"), kc: keychain{"AWS", "token"}, want: AccessDenied, code: "DENIED", detail: "ecr:BatchGetImage"},
+		{name: "500 on every request", image: failing[500].Ref("team/app:1"), want: RegistryUnavailable, detail: "500 Internal Server Error"},
+		{name: "502 from the proxy in front", image: failing[502].Ref("team/app:1"), want: RegistryUnavailable, detail: "502 Bad Gateway"},
+		{name: "503 UNAVAILABLE", image: failing[503].Ref("team/app:1"), want: RegistryUnavailable},
+		{name: "504 from the proxy in front", image: failing[504].Ref("team/app:1"), want: RegistryUnavailable, detail: "504 Gateway Timeout"},
+		{name: "503 on the manifest, ping fine", image: failingRepo.Ref("team/app:1"), want: RegistryUnavailable, code: "UNAVAILABLE", detail: "server error"},
 		{name: "ecr-like expired token", image: ecr.Ref("team/allowed:1"), kc: keychain{"expired", "token"}, want: CredentialsExpired},
 	}
 	for _, tc := range cases {
@@ -128,6 +141,9 @@ func TestProbeRegistryAnswers(t *testing.T) {
 			}
 			if !strings.Contains(res.Detail, tc.detail) {
 				t.Errorf("detail %q lacks %q", res.Detail, tc.detail)
+			}
+			if tc.want == RegistryUnavailable && res.Reached() {
+				t.Errorf("Reached() = true for a 5xx: the registry did not answer about the image")
 			}
 		})
 	}

@@ -14,6 +14,8 @@ func (c Cause) Title() string {
 		return "Tag not found"
 	case DigestNotFound:
 		return "Digest not found"
+	case ImageNotFound:
+		return "Image not found (repository or tag)"
 	case NotFoundOrUnauthorized:
 		return "Image not found or private"
 	case Unauthorized:
@@ -24,6 +26,8 @@ func (c Cause) Title() string {
 		return "Registry credentials expired"
 	case RateLimited:
 		return "Registry rate limit reached"
+	case RegistryUnavailable:
+		return "Registry unavailable (server error)"
 	case DNSFailure:
 		return "Registry host does not resolve"
 	case NetworkTimeout:
@@ -71,9 +75,14 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 		remedy = "Check the repository path for a typo (organisation, project, hyphens and plurals); " +
 			"pick the closest existing repository or the image of the last working revision, and update the workload's image."
 	case TagNotFound:
-		summary = fmt.Sprintf("The repository exists on %s but the tag of %s does not.", reg, img)
+		summary = fmt.Sprintf("%s answered that the tag of %s does not exist (manifest unknown).", reg, img)
 		remedy = "Check the tag was pushed (CI may have failed or used another tag); " +
 			"use an existing tag or roll back to the last working image."
+	case ImageNotFound:
+		summary = fmt.Sprintf("%s has no %s: the repository or the tag does not exist there; the kubelet's words do not say which.", reg, img)
+		remedy = "Check the repository path (organisation, project, hyphens, plurals) and the tag for a typo, and that the tag was pushed; " +
+			"pullfix's registry probe (`bot diagnose`, or Re-check in Slack) asks the registry which of the two is missing. " +
+			"Some registries also answer this for a private image pulled without credentials."
 	case DigestNotFound:
 		summary = fmt.Sprintf("The digest pinned by %s (or a manifest its index points to) is missing on %s.", img, reg)
 		remedy = "Re-pin the image to a digest that exists (the registry may have garbage-collected it), " +
@@ -97,7 +106,7 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 				"whose server key matches %s exactly, in the pod's namespace.", reg)
 		}
 	case AccessDenied:
-		summary = fmt.Sprintf("%s denied access to %s: the credentials were accepted but lack pull permission.", reg, img)
+		summary = fmt.Sprintf("%s refused %s to the credentials that were presented: they lack pull permission on it.", reg, img)
 		switch {
 		case ecr:
 			remedy = "Grant pull rights on the repository: the node IAM role (or the imagePullSecrets' identity) needs " +
@@ -125,6 +134,11 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 		if hub {
 			remedy += " Docker Hub limits anonymous pulls per source IP, which a NAT gateway shares across all nodes."
 		}
+	case RegistryUnavailable:
+		summary = fmt.Sprintf("%s answered with a server error (5xx) or is unavailable: the registry is failing, not the image %s.", reg, img)
+		remedy = fmt.Sprintf("Check %s's status page (or, if it is yours, its pods, storage and load balancer); the kubelet retries by itself "+
+			"and pulls resume once it recovers. A registry mirror or pull-through cache removes this dependency; "+
+			"re-create the pods to retry at once when it is back.", reg)
 	case DNSFailure:
 		summary = fmt.Sprintf("The node could not resolve the registry host %s for %s.", reg, img)
 		remedy = "Check the host name for a typo; check the node's DNS resolver (/etc/resolv.conf, VPC DNS, private hosted zones " +
@@ -138,7 +152,7 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 			remedy += " For ECR in private subnets, VPC endpoints for ecr.api, ecr.dkr and S3 are required."
 		}
 	case ConnectionRefused:
-		summary = fmt.Sprintf("%s refused or reset the connection while pulling %s.", reg, img)
+		summary = fmt.Sprintf("%s refused, reset or closed the connection while pulling %s.", reg, img)
 		remedy = "Check the registry is up and listening on that port (a wrong port in the reference is common), " +
 			"and that no firewall or proxy resets the connection from the nodes."
 	case TLSError:
@@ -158,8 +172,11 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 		remedy = "Fix the reference text in the workload: lower-case repository, no spaces or leading slash, " +
 			"a valid tag (letters, digits, _ . -) or @sha256 digest, and rendered templates (no {{ }} or ${})."
 	case NeverPull:
-		summary = fmt.Sprintf("%s is not present on the node and imagePullPolicy is Never.", img)
-		remedy = "Set imagePullPolicy to IfNotPresent (or Always), or preload the image on every node that can run the pod."
+		summary = fmt.Sprintf("imagePullPolicy is Never and the node will not use %s: either it is not present on the node, "+
+			"or (with KubeletEnsureSecretPulledImages, beta since Kubernetes 1.35) it is present but was pulled with credentials "+
+			"this pod is not shown to hold; the kubelet's message is the same for both.", img)
+		remedy = "Preload the image on every node that can run the pod, or set imagePullPolicy to IfNotPresent (or Always); " +
+			"if the image is on the node, give the pod the imagePullSecret it was pulled with."
 	case UnpackFailed:
 		summary = fmt.Sprintf("%s was downloaded but could not be unpacked on the node.", img)
 		remedy = "Check the node's disk (the runtime's root, e.g. /var/lib/containerd): free space and inodes, image garbage collection; " +
@@ -167,6 +184,30 @@ func Describe(c Cause, image, registry string) (summary, remedy string) {
 	default:
 		summary = fmt.Sprintf("Pulling %s failed for a reason the message does not say.", img)
 		remedy = "Read the pod's events (kubectl describe pod) for the kubelet's full error, and check the node's runtime logs."
+	}
+	return summary, remedy
+}
+
+// DescribeSettled is Describe for a not-found cause the registry itself
+// answered to pullfix's probe: it says which of repository and tag is
+// missing, and that the registry said so. Other causes read as Describe.
+func DescribeSettled(c Cause, image, registry string) (summary, remedy string) {
+	summary, remedy = Describe(c, image, registry)
+	img := "the image"
+	if image != "" {
+		img = fmt.Sprintf("%q", image)
+	}
+	reg := "the registry"
+	if registry != "" {
+		reg = registry
+	}
+	switch c {
+	case RepoNotFound:
+		summary = fmt.Sprintf("The repository of %s does not exist on %s: the registry said so when pullfix asked.", img, reg)
+	case TagNotFound:
+		summary = fmt.Sprintf("The repository exists on %s but the tag of %s does not: the registry said so when pullfix asked.", reg, img)
+	case DigestNotFound:
+		summary = fmt.Sprintf("The digest pinned by %s (or a manifest its index points to) is missing on %s: the registry said so when pullfix asked.", img, reg)
 	}
 	return summary, remedy
 }

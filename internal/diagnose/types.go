@@ -21,22 +21,39 @@ type Cause string
 const (
 	// RepoNotFound: the repository does not exist (NAME_UNKNOWN, 404 on the repository).
 	RepoNotFound Cause = "repo_not_found"
-	// TagNotFound: the repository exists, the tag does not (MANIFEST_UNKNOWN).
+	// TagNotFound: the tag does not exist in the repository (MANIFEST_UNKNOWN
+	// where the registry says it only of a missing tag, or the probe found
+	// the repository and not the tag).
 	TagNotFound Cause = "tag_not_found"
 	// DigestNotFound: a pinned digest, or a manifest an index points to, is missing.
 	DigestNotFound Cause = "digest_not_found"
+	// ImageNotFound: the repository or the tag does not exist at this
+	// registry, and the words do not say which: containerd's resolver
+	// reports a bare "…: not found" for both (it drops the registry's
+	// NAME_UNKNOWN / MANIFEST_UNKNOWN body), and some registries (GCR)
+	// answer MANIFEST_UNKNOWN for a missing repository too. The registry
+	// probe settles it into RepoNotFound or TagNotFound.
+	ImageNotFound Cause = "image_not_found"
 	// NotFoundOrUnauthorized: the registry will not say whether the image is
 	// missing or private (Docker Hub's "pull access denied ... may require
 	// authorization", insufficient_scope).
 	NotFoundOrUnauthorized Cause = "not_found_or_unauthorized"
-	// Unauthorized: no valid credentials were presented (401, no basic auth credentials).
+	// Unauthorized: no valid credentials were presented (no basic auth
+	// credentials, a 401 to a registry that never serves anonymously, a
+	// token service rejecting the username or password).
 	Unauthorized Cause = "unauthorized"
-	// AccessDenied: credentials were presented but lack permission (403, ecr:BatchGetImage).
+	// AccessDenied: credentials were presented and refused for this image
+	// (an IAM denial such as ecr:BatchGetImage, a 403 to a credentialed
+	// token request). A refusal of an anonymous pull is NotFoundOrUnauthorized.
 	AccessDenied Cause = "access_denied"
 	// CredentialsExpired: the token expired (ECR tokens last 12 h).
 	CredentialsExpired Cause = "credentials_expired"
 	// RateLimited: 429 / toomanyrequests.
 	RateLimited Cause = "rate_limited"
+	// RegistryUnavailable: the registry answered 5xx (500, 502, 503, 504) or
+	// the runtime classed the error RegistryUnavailable: the registry, or
+	// the proxy in front of it, is failing, not the image.
+	RegistryUnavailable Cause = "registry_unavailable"
 	// DNSFailure: the registry host did not resolve.
 	DNSFailure Cause = "dns_failure"
 	// NetworkTimeout: dial or TLS-handshake timeout, context deadline exceeded.
@@ -51,7 +68,10 @@ const (
 	PlatformMismatch Cause = "platform_mismatch"
 	// InvalidReference: the reference text itself is invalid (InvalidImageName).
 	InvalidReference Cause = "invalid_reference"
-	// NeverPull: ErrImageNeverPull, pull policy Never and the image is absent.
+	// NeverPull: ErrImageNeverPull: pull policy Never and the image is
+	// absent on the node, or (KubeletEnsureSecretPulledImages, KEP-2535)
+	// present but pulled with credentials this pod is not shown to hold;
+	// the kubelet's message is the same for both.
 	NeverPull Cause = "never_pull"
 	// UnpackFailed: the pull worked but unpacking failed (disk full, layer extraction).
 	UnpackFailed Cause = "unpack_failed"
@@ -62,8 +82,8 @@ const (
 // Causes lists every cause, in the order of design §3.
 func Causes() []Cause {
 	return []Cause{
-		RepoNotFound, TagNotFound, DigestNotFound, NotFoundOrUnauthorized,
-		Unauthorized, AccessDenied, CredentialsExpired, RateLimited,
+		RepoNotFound, TagNotFound, DigestNotFound, ImageNotFound, NotFoundOrUnauthorized,
+		Unauthorized, AccessDenied, CredentialsExpired, RateLimited, RegistryUnavailable,
 		DNSFailure, NetworkTimeout, ConnectionRefused, TLSError, HTTPVsHTTPS,
 		PlatformMismatch, InvalidReference, NeverPull, UnpackFailed, Unknown,
 	}
@@ -96,6 +116,8 @@ type Classification struct {
 	Summary string `json:"summary"`
 	// Remedy says what to do about it.
 	Remedy string `json:"remedy"`
+	// Certainty is always CertaintyWords: no registry was asked.
+	Certainty Certainty `json:"certainty"`
 }
 
 // Platform is an OS/architecture pair as the node reports it.
@@ -221,10 +243,26 @@ const (
 	ConfidenceLow    Confidence = "low"
 )
 
+// Certainty says who decided the cause: the kubelet's words alone, or the
+// registry, asked by the probe. Scripts and people use it to tell a guess
+// bounded by the words from an answer the registry gave.
+type Certainty string
+
+// Certainties.
+const (
+	// CertaintyWords: decided from the kubelet's (runtime's) words only.
+	CertaintyWords Certainty = "words"
+	// CertaintyRegistry: the registry probe answered this cause.
+	CertaintyRegistry Certainty = "registry"
+)
+
 // Diagnosis is the full answer for one Target.
 type Diagnosis struct {
-	Target     Target      `json:"target"`
-	Cause      Cause       `json:"cause"`
+	Target Target `json:"target"`
+	Cause  Cause  `json:"cause"`
+	// Certainty is CertaintyRegistry when the probe's answer decided or
+	// confirmed Cause, CertaintyWords otherwise.
+	Certainty  Certainty   `json:"certainty"`
 	Summary    string      `json:"summary"`
 	Evidence   []Evidence  `json:"evidence"`
 	Remedy     string      `json:"remedy"`

@@ -842,6 +842,12 @@ func (b *builder) footer(cluster, incident string, d diagnose.Diagnosis) {
 	if d.Confidence != "" {
 		parts = append(parts, "confidence "+esc(string(d.Confidence)))
 	}
+	switch d.Certainty {
+	case diagnose.CertaintyRegistry:
+		parts = append(parts, "certainty registry (the registry answered this)")
+	case diagnose.CertaintyWords:
+		parts = append(parts, "certainty words (the kubelet's message alone)")
+	}
 	if d.ProbeDuration > 0 {
 		parts = append(parts, "probed in "+d.ProbeDuration.Round(time.Millisecond).String())
 	}

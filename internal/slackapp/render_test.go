@@ -27,7 +27,9 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the
 // goldens show what people will actually read.
 var causeMessages = map[diagnose.Cause][2]string{
 	diagnose.RepoNotFound:           {"Failed", `Failed to pull image "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": rpc error: code = NotFound desc = failed to pull and unpack image "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": failed to resolve reference "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1: not found`},
-	diagnose.TagNotFound:            {"Failed", `Failed to pull image "nginx:1.27.9": rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/library/nginx:1.27.9": failed to resolve reference "docker.io/library/nginx:1.27.9": docker.io/library/nginx:1.27.9: not found`},
+	diagnose.TagNotFound:            {"Failed", `Failed to pull image "nginx:1.27.9": rpc error: code = Unknown desc = Error response from daemon: manifest for nginx:1.27.9 not found: manifest unknown: manifest unknown`},
+	diagnose.ImageNotFound:          {"Failed", `Failed to pull image "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": rpc error: code = NotFound desc = failed to pull and unpack image "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": failed to resolve reference "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1: not found`},
+	diagnose.RegistryUnavailable:    {"Failed", `Failed to pull image "quay.io/acme/api:1.0": rpc error: code = Unknown desc = failed to pull and unpack image "quay.io/acme/api:1.0": failed to resolve reference "quay.io/acme/api:1.0": unexpected status from HEAD request to https://quay.io/v2/acme/api/manifests/1.0: 503 Service Unavailable`},
 	diagnose.DigestNotFound:         {"Failed", `Failed to pull image "ghcr.io/acme/api@sha256:0000000000000000000000000000000000000000000000000000000000000001": rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/acme/api@sha256:0000000000000000000000000000000000000000000000000000000000000001": failed to resolve reference "ghcr.io/acme/api@sha256:0000000000000000000000000000000000000000000000000000000000000001": ghcr.io/acme/api@sha256:0000000000000000000000000000000000000000000000000000000000000001: not found`},
 	diagnose.NotFoundOrUnauthorized: {"Failed", `Failed to pull image "acme/private-api:2.0": rpc error: code = Unknown desc = Error response from daemon: pull access denied for acme/private-api, repository does not exist or may require 'docker login': denied: requested access to the resource is denied`},
 	diagnose.Unauthorized:           {"Failed", `Failed to pull image "registry.acme.io/team/api:1.0": rpc error: code = Unknown desc = failed to pull and unpack image "registry.acme.io/team/api:1.0": failed to resolve reference "registry.acme.io/team/api:1.0": pulling from host registry.acme.io failed with status code [manifests 1.0]: 401 Unauthorized`},
@@ -70,6 +72,7 @@ func fixtureDiagnosis(t testing.TB, c diagnose.Cause) diagnose.Diagnosis {
 		Summary:    cl.Summary,
 		Remedy:     cl.Remedy,
 		Confidence: diagnose.ConfidenceHigh,
+		Certainty:  diagnose.CertaintyWords,
 		Evidence:   []diagnose.Evidence{{Source: diagnose.FromKubelet, Text: cl.Evidence}},
 	}
 	if cl.Cause != c || d.Summary == "" {
@@ -80,10 +83,24 @@ func fixtureDiagnosis(t testing.TB, c diagnose.Cause) diagnose.Diagnosis {
 		d.Evidence[0].Text = rm[1]
 	}
 	switch c {
+	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound:
+		// Settled by the registry, as the probe does: it says so.
+		d.Certainty = diagnose.CertaintyRegistry
+		d.Summary, d.Remedy = diagnose.DescribeSettled(c, image, cl.Registry)
+	case diagnose.ImageNotFound:
+		// The probe could not reach the registry: the words stand.
+		d.Confidence = diagnose.ConfidenceMedium
+		d.Evidence = append(d.Evidence, diagnose.Evidence{Source: diagnose.FromProbe, Text: "registry probe: Registry unreachable (timeout): context deadline exceeded"})
+	}
+	switch c {
 	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound, diagnose.NotFoundOrUnauthorized, diagnose.PlatformMismatch:
-		d.Evidence = append(d.Evidence, diagnose.Evidence{Source: diagnose.FromProbe, Text: "HEAD manifest answered 404 NAME_UNKNOWN with the pod's credentials"})
+		code := "NAME_UNKNOWN"
+		if c == diagnose.TagNotFound || c == diagnose.DigestNotFound {
+			code = "MANIFEST_UNKNOWN"
+		}
+		d.Evidence = append(d.Evidence, diagnose.Evidence{Source: diagnose.FromProbe, Text: "GET manifest answered 404 " + code + " with the pod's credentials"})
 		d.Probes = []diagnose.ProbeStep{
-			{Request: "HEAD " + image, Result: "404 NAME_UNKNOWN", Duration: 41 * time.Millisecond},
+			{Request: "GET " + image, Result: "404 " + code, Duration: 41 * time.Millisecond},
 			{Request: "GET public.ecr.aws/v2/aws-containers/retail-store-sample-ui/tags/list", Result: "ok 12 tags", Duration: 63 * time.Millisecond},
 		}
 		d.ProbeDuration = 104 * time.Millisecond
@@ -268,7 +285,7 @@ func TestGolden(t *testing.T) {
 			t.Errorf("golden file %s has no test case", f)
 		}
 	}
-	if got := len(diagnose.Causes()); got != 18 {
+	if got := len(diagnose.Causes()); got != 20 {
 		t.Errorf("diagnose.Causes() has %d causes; the goldens cover each one", got)
 	}
 }
@@ -686,5 +703,54 @@ func BenchmarkRender(b *testing.B) {
 	in := fixtureInput(b, diagnose.RepoNotFound)
 	for b.Loop() {
 		_ = Render(in)
+	}
+}
+
+// TestCausesAgree: the README's causes list, diagnose.Causes() and the
+// renderer name the same causes, so a new cause cannot ship without its
+// title, its golden message and its line in the README.
+func TestCausesAgree(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Causes\n")
+	list, _, ok2 := strings.Cut(section, "(`internal/diagnose/types.go`)")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no '## Causes' section listing the causes before (`internal/diagnose/types.go`)")
+	}
+	var inReadme []string
+	for _, f := range strings.Split(list, "`") {
+		if f = strings.TrimSpace(f); f != "" && strings.Trim(f, "abcdefghijklmnopqrstuvwxyz_") == "" {
+			inReadme = append(inReadme, f)
+		}
+	}
+	var inTypes []string
+	titles := map[string]diagnose.Cause{}
+	for _, c := range diagnose.Causes() {
+		inTypes = append(inTypes, string(c))
+		title := c.Title()
+		if other, dup := titles[title]; dup {
+			t.Errorf("causes %s and %s share the title %q", other, c, title)
+		}
+		titles[title] = c
+		if c != diagnose.Unknown && title == diagnose.Cause("no such cause").Title() {
+			t.Errorf("cause %s has no title of its own", c)
+		}
+		if _, err := os.Stat(filepath.Join("testdata", "golden", "cause_"+string(c)+".json")); err != nil {
+			t.Errorf("cause %s has no golden message: %v", c, err)
+		}
+		if _, ok := causeMessages[c]; !ok {
+			t.Errorf("cause %s has no fixture message", c)
+		}
+		if s, r := diagnose.Describe(c, "ghcr.io/acme/app:1", "ghcr.io"); s == "" || r == "" {
+			t.Errorf("cause %s has no summary or remedy", c)
+		}
+	}
+	if strings.Join(inReadme, ",") != strings.Join(inTypes, ",") {
+		t.Errorf("README causes %v\n  differ from diagnose.Causes() %v", inReadme, inTypes)
+	}
+	if len(causeMessages) != len(inTypes) {
+		t.Errorf("%d fixture messages for %d causes", len(causeMessages), len(inTypes))
 	}
 }

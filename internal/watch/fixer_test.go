@@ -640,13 +640,14 @@ func TestFollowRolloutDeadline(t *testing.T) {
 	// What the deadline promises: the failing pod by name, its image-pull
 	// reason (ErrImagePull or ImagePullBackOff: whichever phase of the
 	// kubelet's back-off cycle the deadline lands in, both are true) and the
-	// cause classified from the kubelet's words. Not which phase it is.
+	// cause classified from the kubelet's words (containerd's bare "not found":
+	// the repository or the tag). Not which phase it is.
 	if len(st.Failing) == 0 || last.Summary != st.Summary {
 		t.Fatalf("status %+v (last progress %q)", st, last.Summary)
 	}
 	f := st.Failing[0]
 	want := diagnose.Classify(f.Reason, f.Message).Cause
-	if !IsImagePullReason(f.Reason) || f.Image != still || f.Cause != want || want == diagnose.Unknown ||
+	if !IsImagePullReason(f.Reason) || f.Image != still || f.Cause != want || want != diagnose.ImageNotFound ||
 		!strings.Contains(st.Summary, "still failing: "+f.Pod+" "+f.Reason) || !strings.Contains(st.Summary, want.Title()) {
 		t.Errorf("status %+v: want the pod %s, its reason %s and the cause %q named", st, f.Pod, f.Reason, want.Title())
 	}

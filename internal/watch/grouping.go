@@ -51,15 +51,16 @@ const groupUpdateDelay = 100 * time.Millisecond
 // causes, platform mismatches and reference typos are per image and are
 // never grouped.
 var groupable = map[diagnose.Cause]bool{
-	diagnose.Unauthorized:       true,
-	diagnose.AccessDenied:       true,
-	diagnose.CredentialsExpired: true,
-	diagnose.RateLimited:        true,
-	diagnose.DNSFailure:         true,
-	diagnose.NetworkTimeout:     true,
-	diagnose.ConnectionRefused:  true,
-	diagnose.TLSError:           true,
-	diagnose.HTTPVsHTTPS:        true,
+	diagnose.Unauthorized:        true,
+	diagnose.AccessDenied:        true,
+	diagnose.CredentialsExpired:  true,
+	diagnose.RateLimited:         true,
+	diagnose.RegistryUnavailable: true,
+	diagnose.DNSFailure:          true,
+	diagnose.NetworkTimeout:      true,
+	diagnose.ConnectionRefused:   true,
+	diagnose.TLSError:            true,
+	diagnose.HTTPVsHTTPS:         true,
 }
 
 // Group is one storm: incidents of one cluster with the same cause at the

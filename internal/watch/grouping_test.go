@@ -137,3 +137,24 @@ func TestChained(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupKeyByCause: a storm of a registry answering 5xx is one incident
+// per registry; not-found causes (image_not_found included) are per image
+// and never grouped.
+func TestGroupKeyByCause(t *testing.T) {
+	w := &Watcher{groupWindow: DefaultGroupWindow}
+	key := func(c diagnose.Cause, image string) (groupKey, bool) {
+		return w.groupKeyOf(&diagnose.Diagnosis{Cause: c}, Key{Cluster: "c", Image: image})
+	}
+	a, okA := key(diagnose.RegistryUnavailable, "quay.io/org/a:1")
+	b, okB := key(diagnose.RegistryUnavailable, "quay.io/org/b:2")
+	c, okC := key(diagnose.RegistryUnavailable, "ghcr.io/org/a:1")
+	if !okA || !okB || !okC || a != b || a == c {
+		t.Errorf("registry_unavailable: keys %+v %+v %+v (grouped %t %t %t), want one group per registry", a, b, c, okA, okB, okC)
+	}
+	for _, cause := range []diagnose.Cause{diagnose.ImageNotFound, diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.NotFoundOrUnauthorized} {
+		if _, ok := key(cause, "quay.io/org/a:1"); ok {
+			t.Errorf("%s grouped: it is per image", cause)
+		}
+	}
+}

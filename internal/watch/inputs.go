@@ -261,7 +261,7 @@ func podTarget(k Key, pod *corev1.Pod) diagnose.Target {
 // answers. A network, rate-limit or policy failure is fixed elsewhere.
 func prefetchHints(c diagnose.Cause) bool {
 	switch c {
-	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound, diagnose.NotFoundOrUnauthorized,
+	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound, diagnose.ImageNotFound, diagnose.NotFoundOrUnauthorized,
 		diagnose.PlatformMismatch, diagnose.Unauthorized, diagnose.AccessDenied, diagnose.Unknown:
 		return true
 	}

@@ -404,6 +404,11 @@ func TestDiagnoseWorkload(t *testing.T) {
 	if len(incs) != 1 || len(incs[0].Pods) != 2 || incs[0].Diagnosis.Cause != diagnose.RepoNotFound {
 		t.Fatalf("ui-new: %+v", incs)
 	}
+	// The kubelet's bare "not found" says image_not_found; the registry
+	// settled it (issue #12).
+	if d := incs[0].Diagnosis; d.Certainty != diagnose.CertaintyRegistry || !strings.Contains(d.Summary, "the registry said so") {
+		t.Errorf("ui-new: certainty %s, summary %q: want repo_not_found confirmed by the registry", d.Certainty, d.Summary)
+	}
 	if c := incs[0].Diagnosis.Candidates; len(c) == 0 || c[0].Image != goodImage {
 		t.Errorf("ui-new candidates %+v", c)
 	}

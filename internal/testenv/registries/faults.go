@@ -1,6 +1,7 @@
 package registries
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -29,6 +30,34 @@ func rateLimited(rl RateLimit, next http.Handler) http.Handler {
 					"You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit", nil)
 				return
 			}
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+// ServerError makes the registry answer a 5xx, like a registry (or the
+// load balancer in front of it) that is failing.
+type ServerError struct {
+	// Status is the HTTP status, e.g. 500, 502, 503 or 504.
+	Status int
+	// Repos limits the failure to these repositories (exact or
+	// "prefix/*"); empty fails every request, the /v2/ ping included.
+	Repos []string
+}
+
+func serverError(se ServerError, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		repo, isRepo := repoOf(req.URL.Path)
+		if len(se.Repos) == 0 || (isRepo && matchRepo(se.Repos, repo)) {
+			if se.Status == http.StatusServiceUnavailable {
+				writeError(w, se.Status, "UNAVAILABLE", "service unavailable", nil)
+				return
+			}
+			// Proxies answer in HTML, not the distribution error JSON.
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(se.Status)
+			fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>\n", se.Status, http.StatusText(se.Status))
+			return
 		}
 		next.ServeHTTP(w, req)
 	})

@@ -49,6 +49,7 @@ type config struct {
 	basic     *BasicAuth
 	denied    []string
 	rate      *RateLimit
+	server    *ServerError
 	ca        *CA
 	network   *Network
 	hostname  string
@@ -74,6 +75,9 @@ func WithDenied(repos ...string) Option {
 
 // WithRateLimit answers 429 TOOMANYREQUESTS with Retry-After.
 func WithRateLimit(r RateLimit) Option { return func(c *config) { c.rate = &r } }
+
+// WithServerError answers a 5xx (see ServerError).
+func WithServerError(e ServerError) Option { return func(c *config) { c.server = &e } }
 
 // WithTLS serves HTTPS with a certificate issued by ca for the host name
 // (see WithHostname) and 127.0.0.1.
@@ -156,6 +160,9 @@ func (r *Registry) handler() http.Handler {
 	}
 	if r.cfg.rate != nil {
 		h = rateLimited(*r.cfg.rate, h)
+	}
+	if r.cfg.server != nil {
+		h = serverError(*r.cfg.server, h)
 	}
 	if r.cfg.delay > 0 {
 		next, d := h, r.cfg.delay

@@ -109,3 +109,30 @@ func mustRef(t *testing.T, s string) name.Reference {
 	}
 	return ref
 }
+
+func TestServerErrorAnswersFiveHundreds(t *testing.T) {
+	all := New(t, WithServerError(ServerError{Status: http.StatusBadGateway}))
+	some := New(t, WithServerError(ServerError{Status: http.StatusServiceUnavailable, Repos: []string{"team/*"}}))
+	some.Push(t, "other/app:1")
+	get := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get(all.URL + "/v2/"); got != http.StatusBadGateway {
+		t.Errorf("ping of a failing registry: %d, want 502", got)
+	}
+	if got := get(some.URL + "/v2/"); got != http.StatusOK {
+		t.Errorf("ping with repository-scoped failure: %d, want 200", got)
+	}
+	if got := get(some.URL + "/v2/team/app/manifests/1"); got != http.StatusServiceUnavailable {
+		t.Errorf("failing repository: %d, want 503", got)
+	}
+	if got := get(some.URL + "/v2/other/app/manifests/1"); got != http.StatusOK {
+		t.Errorf("healthy repository: %d, want 200", got)
+	}
+}
