@@ -109,3 +109,18 @@ func mustRef(t *testing.T, s string) name.Reference {
 	}
 	return ref
 }
+
+// TestDroppedRoute: a connect to a dropped route times out (it is not
+// refused and does not connect), as on a route that drops SYNs.
+func TestDroppedRoute(t *testing.T) {
+	d := DroppedRoute(t)
+	start := time.Now()
+	_, err := net.DialTimeout("tcp", d.Host, time.Second)
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("dial %s: %v, want a timeout", d.Host, err)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Errorf("the dial failed after %s, before its timeout", el)
+	}
+}
