@@ -86,7 +86,7 @@ type e2e struct {
 	emu     *slackemu.Emulator
 	sim     *kubeletsim.Simulator // the kubelet simulator, or nil on a real node
 	node    *node.Test            // the real node (containerd + kubelet), or nil
-	env     map[string]string // PULLFIX_* as the chart sets them, plus the overrides
+	env     map[string]string     // PULLFIX_* as the chart sets them, plus the overrides
 	logs    *logBuffer
 
 	mu sync.Mutex
