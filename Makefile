@@ -2,12 +2,13 @@
 #
 #   make run    run pullfix: the current kubeconfig's cluster, or an embedded
 #               local cluster with the runbook's broken ui-new
-#   make test   build what the tests need (pinned Kubernetes binaries, once)
-#               and run every test
+#   make test   build what the tests need (pinned Kubernetes binaries, once;
+#               Debian's containerd and runc for the real test node) and run
+#               every test
 
 GO ?= go
 
-.PHONY: run test k8s-bins tools unit browser
+.PHONY: run test k8s-bins tools unit browser node-deps
 
 run:
 	$(GO) run ./hack/run
@@ -26,7 +27,13 @@ tools:
 browser:
 	command -v chromium >/dev/null && test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null)
 
-test: k8s-bins tools browser
+# node-deps installs Debian's containerd and runc (and iptables) for the
+# real test node (internal/testenv/node): containerd, the runc shim and runc
+# run its pods; the kubelet itself comes from k8s-bins.
+node-deps:
+	command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null && command -v runc >/dev/null && command -v iptables >/dev/null && command -v nsenter >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc iptables util-linux mount >/dev/null)
+
+test: k8s-bins tools browser node-deps
 	$(GO) vet ./...
 	PULLFIX_K8S_BIN_DIR="$$(./hack/build-k8s.sh)" PULLFIX_HELM="$$(./hack/build-helm.sh)" $(GO) test -count=1 -timeout 30m ./...
 
