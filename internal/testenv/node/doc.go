@@ -35,8 +35,8 @@
 // directory and the Node object. The kubelet and containerd get SIGKILL if
 // the test binary dies; what they started (shims, containers) is found and
 // ended by the next Start from the owner file of the dead run's directory,
-// as internal/testenv/controlplane reaps its directories. [Run] also stops
-// the node on SIGINT and SIGTERM.
+// as internal/testenv/controlplane reaps its directories. On SIGINT and
+// SIGTERM (Ctrl-C) the process stops every node it started before it exits.
 //
 // The kubelet, once, sets the kernel tunables it wants (vm.overcommit_memory,
 // kernel.panic, kernel.panic_on_oops, …); Start puts the machine's values

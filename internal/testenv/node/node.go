@@ -129,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := writeOwner(dir, n.cgroupRoot); err != nil {
 		n.log.Warn("record the node's owner; it will not be reaped if this process dies", "err", err)
 	}
+	track(n)
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 	if err := n.start(ctx); err != nil {
@@ -289,6 +290,7 @@ func (n *Node) Stop() error {
 		return nil
 	}
 	n.stopped = true
+	defer untrack(n)
 	began := time.Now()
 	var errs []error
 	if n.kubelet != nil {
