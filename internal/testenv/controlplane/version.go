@@ -18,7 +18,9 @@ const (
 	EtcdVersion = "v3.7.0"
 	// Version keys the binary cache: hack/build-k8s.sh writes to
 	// <cache root>/<Version>-<GOOS>-<GOARCH>/.
-	Version = KubernetesVersion + "-etcd-" + EtcdVersion
+	// "-node": the kubelet is built too (internal/testenv/node), all with
+	// the Kubernetes version stamped in.
+	Version = KubernetesVersion + "-etcd-" + EtcdVersion + "-node"
 )
 
 // EnvBinDir names the environment variable that points straight at a

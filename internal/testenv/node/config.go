@@ -22,8 +22,11 @@ type Registry struct {
 }
 
 // containerdConfig is containerd 1.6's config (version 2): state under
-// dir, the CRI plugin with runc through the v2 shim, cgroupfs, overlayfs, a
-// loopback-only CNI configuration and hosts.toml per registry.
+// dir (runc's too), the CRI plugin with runc through the v2 shim, cgroupfs,
+// overlayfs, a loopback-only CNI configuration and hosts.toml per registry.
+// restrict_oom_score_adj keeps containers' oom_score_adj at or above
+// containerd's own: this machine's root lacks CAP_SYS_RESOURCE, so runc
+// cannot lower it to the kubelet's -998 for the sandbox.
 func containerdConfig(dir, sandboxImage string) string {
 	p := func(elem ...string) string { return filepath.Join(append([]string{dir}, elem...)...) }
 	return fmt.Sprintf(`version = 2
@@ -51,7 +54,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -61,13 +64,14 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %q
 `, p("containerd", "root"), p("containerd", "state"), p("containerd", "containerd.sock"), p("containerd", "containerd.sock.ttrpc"),
-		sandboxImage, p("cni", "bin"), p("cni", "net.d"), p("certs.d"))
+		sandboxImage, p("runc"), p("cni", "bin"), p("cni", "net.d"), p("certs.d"))
 }
 
 // cniLoopback is the only CNI network: loopback. containerd's CRI plugin
@@ -84,12 +88,17 @@ const cniLoopback = `{
 // hostsTOML routes reg.Host to reg.Server only: no fall-back to the host
 // itself, so a 404 stays containerd's "not found" and nothing leaves the
 // machine.
+//
+// containerd 1.6 refuses a hosts.toml without a [host] table ("invalid
+// `host` tree"), and appends the server after the [host] entries; an empty
+// [host] table keeps the server the only host.
 func hostsTOML(reg Registry) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server = %q\n", reg.Server)
 	if reg.CAFile != "" {
 		fmt.Fprintf(&b, "ca = %q\n", reg.CAFile)
 	}
+	b.WriteString("\n[host]\n")
 	return b.String()
 }
 
@@ -97,7 +106,9 @@ func hostsTOML(reg Registry) string {
 // machine: cgroup v1 allowed (failCgroupV1: false) with the cgroupfs driver
 // under a cgroup root of its own, no swap check, no disk-pressure eviction
 // or image GC (a full-ish CI disk must not evict the test's pods), no
-// static pods, and every endpoint on 127.0.0.1.
+// static pods, and every endpoint on 127.0.0.1. Pulls run in parallel (as
+// on EKS nodes), so a pull stuck on a dropped route does not hold up the
+// others' back-off.
 func kubeletConfig(dir, cgroupRoot, caFile string, port, healthzPort int) string {
 	p := func(elem ...string) string { return filepath.Join(append([]string{dir}, elem...)...) }
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -137,7 +148,7 @@ imageGCLowThresholdPercent: 99
 localStorageCapacityIsolation: false
 protectKernelDefaults: false
 makeIPTablesUtilChains: false
-serializeImagePulls: true
+serializeImagePulls: false
 registerNode: true
 rotateCertificates: false
 serverTLSBootstrap: false

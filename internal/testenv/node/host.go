@@ -238,11 +238,18 @@ func cleanup(dir, cgroupRoot string, stopContainerd func() error) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	errs = append(errs, err)
+	if os.Getenv(EnvKeepDir) != "" {
+		return errors.Join(errs...)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}
 	return errors.Join(errs...)
 }
+
+// EnvKeepDir, when set, keeps a stopped node's directory (logs, state) for
+// a post-mortem; the next Start's reaping removes it.
+const EnvKeepDir = "PULLFIX_NODE_KEEP_DIR"
 
 // ---- ownership and stale runs ------------------------------------------------
 

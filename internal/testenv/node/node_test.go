@@ -111,7 +111,11 @@ func TestNodeRunsAPod(t *testing.T) {
 		c := pod.Status.ContainerStatuses[0]
 		return pod.Status.Phase == corev1.PodRunning && c.Ready && c.State.Running != nil, nil
 	})
-	t.Logf("pod Running and Ready %s after create; image %s, imageID %s", time.Since(began).Round(time.Millisecond), pod.Status.ContainerStatuses[0].Image, pod.Status.ContainerStatuses[0].ImageID)
+	c := pod.Status.ContainerStatuses[0]
+	t.Logf("pod Running and Ready %s after create; image %s, imageID %s", time.Since(began).Round(time.Millisecond), c.Image, c.ImageID)
+	if c.Image != "registry.test/app:1" || !strings.HasPrefix(c.ImageID, "registry.test/app@sha256:") {
+		t.Errorf("container image %q, imageID %q, want registry.test/app:1 by digest", c.Image, c.ImageID)
+	}
 	evs, err := cs.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(pod.UID)).String()})
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +131,15 @@ func TestNodeRunsAPod(t *testing.T) {
 
 	// The Lease is renewed: the node-lifecycle controller must not see a
 	// dead node while tests run.
-	lease, err := cs.CoordinationV1().Leases("kube-node-lease").Get(t.Context(), nt.Name(), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := lease.Spec.RenewTime.Time
+	var first time.Time
+	poll(t, 30*time.Second, "the node's Lease", func(ctx context.Context) (bool, error) {
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, nt.Name(), metav1.GetOptions{})
+		if err != nil || l.Spec.RenewTime == nil {
+			return false, nil
+		}
+		first = l.Spec.RenewTime.Time
+		return true, nil
+	})
 	poll(t, 30*time.Second, "the node's Lease to be renewed", func(ctx context.Context) (bool, error) {
 		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, nt.Name(), metav1.GetOptions{})
 		return err == nil && l.Spec.RenewTime.After(first), nil

@@ -21,10 +21,13 @@ import (
 
 // RunnableImage is a linux/amd64 OCI image that a real container runtime
 // can start: one layer holding the static binary at bin as /<base name>,
-// which is also the entrypoint. The real test node (internal/testenv/node)
+// which is also the entrypoint. title goes into the config's
+// org.opencontainers.image.title label, so two images of the same binary
+// differ (containerd reports a container's image by the image's config
+// digest, so identical images would be reported under one name). The real test node (internal/testenv/node)
 // runs such images — the pod sandbox and the runbook's application — where
 // the kubelet simulator only resolves manifests of random ones.
-func RunnableImage(bin string) (v1.Image, error) {
+func RunnableImage(bin, title string) (v1.Image, error) {
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, err
@@ -60,6 +63,7 @@ func RunnableImage(bin string) (v1.Image, error) {
 	cf.OS, cf.Architecture = "linux", "amd64"
 	cf.Config.Entrypoint = []string{"/" + base}
 	cf.Config.Env = []string{"PATH=/"}
+	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": title}
 	return mutate.ConfigFile(img, cf)
 }
 
@@ -72,7 +76,7 @@ func PushRunnable(ref, bin string) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	img, err := RunnableImage(bin)
+	img, err := RunnableImage(bin, r.Context().RepositoryStr()+":"+r.Identifier())
 	if err != nil {
 		return v1.Hash{}, err
 	}
