@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
@@ -50,10 +51,16 @@ var honestyCases = []honestyCase{
 // appearance, and when each pull attempt failed (ErrImagePull written).
 type observed struct {
 	mu       sync.Mutex
-	events   []string
-	waiting  []string
+	waiting  []attemptState
 	failures []time.Time
 	last     string
+}
+
+// attemptState is a waiting state and the pull attempt it belongs to: an
+// ErrImagePull starts attempt n, the ImagePullBackOff after it is still n.
+type attemptState struct {
+	attempt int
+	state   string
 }
 
 func (o *observed) addWaiting(w *corev1.ContainerStateWaiting) {
@@ -67,15 +74,21 @@ func (o *observed) addWaiting(w *corev1.ContainerStateWaiting) {
 	if w.Reason == "ErrImagePull" {
 		o.failures = append(o.failures, time.Now())
 	}
-	if !slices.Contains(o.waiting, s) {
-		o.waiting = append(o.waiting, s)
-	}
+	o.waiting = append(o.waiting, attemptState{len(o.failures), s})
 }
 
-func (o *observed) snapshot() (events, waiting []string, failures []time.Time) {
+// states are the distinct waiting states up to attempt n's failure (the
+// ImagePullBackOff after it excluded, as the slower kubelet may not have
+// written it yet), and the failures' times.
+func (o *observed) states(n int) (waiting []string, failures []time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return slices.Clone(o.events), slices.Clone(o.waiting), slices.Clone(o.failures)
+	for _, a := range o.waiting {
+		if (a.attempt < n || (a.attempt == n && strings.HasPrefix(a.state, "ErrImagePull: "))) && !slices.Contains(waiting, a.state) {
+			waiting = append(waiting, a.state)
+		}
+	}
+	return waiting, slices.Clone(o.failures)
 }
 
 // watchPods records the waiting states of the app container of every pod
@@ -197,7 +210,7 @@ func TestSimulatorMatchesRealKubelet(t *testing.T) {
 	poll(t, 5*time.Minute, "two failed pulls of each case on both kubelets", func(context.Context) (bool, error) {
 		for _, c := range honestyCases {
 			for _, o := range []*observed{real[c.name], simulated[c.name]} {
-				_, waiting, failures := o.snapshot()
+				waiting, failures := o.states(want[c.name])
 				if len(failures) < want[c.name] || !slices.ContainsFunc(waiting, func(s string) bool { return strings.HasPrefix(s, "ImagePullBackOff: ") }) {
 					return false, nil
 				}
@@ -210,10 +223,15 @@ func TestSimulatorMatchesRealKubelet(t *testing.T) {
 	norm := normaliser(map[string]string{nt.Name(): "NODE", simNode: "NODE", nsReal: "NS", nsSim: "NS"})
 	for _, c := range honestyCases {
 		t.Run(c.name, func(t *testing.T) {
-			rEvents := podEvents(t.Context(), cs, nsReal, c.name)
-			sEvents := podEvents(t.Context(), cs, nsSim, c.name)
-			_, rWaiting, rFail := real[c.name].snapshot()
-			_, sWaiting, sFail := simulated[c.name].snapshot()
+			// Events are written asynchronously (and aggregated by message):
+			// the lists may take a moment to settle.
+			var rEvents, sEvents []string
+			_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+				rEvents, sEvents = podEvents(ctx, cs, nsReal, c.name), podEvents(ctx, cs, nsSim, c.name)
+				return slices.Equal(mapped(rEvents, norm), mapped(sEvents, norm)), nil
+			})
+			rWaiting, rFail := real[c.name].states(want[c.name])
+			sWaiting, sFail := simulated[c.name].states(want[c.name])
 			t.Logf("real kubelet events:\n  %s\nreal waiting states:\n  %s", strings.Join(rEvents, "\n  "), strings.Join(rWaiting, "\n  "))
 			compare(t, "events", mapped(rEvents, norm), mapped(sEvents, norm))
 			compare(t, "waiting states", mapped(rWaiting, norm), mapped(sWaiting, norm))

@@ -333,6 +333,34 @@ var kubeletSysctls = []string{
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 }
 
+// machineSysctls returns the machine's own values of kubeletSysctls. The
+// first node on a machine records them in root/pullfix-node-sysctls
+// (created exclusively, never removed); later nodes read them from there,
+// so a node started while another's kubelet has just changed them does not
+// take the kubelet's values for the machine's.
+func machineSysctls(root string) (map[string]string, error) {
+	path := filepath.Join(root, "pullfix-node-sysctls")
+	if m, err := readSysctlFile(path); err == nil && len(m) == len(kubeletSysctls) {
+		return m, nil
+	}
+	cur, err := readSysctls()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if m, rerr := readSysctlFile(path); rerr == nil && len(m) == len(kubeletSysctls) {
+			return m, nil
+		}
+		return cur, nil
+	}
+	defer f.Close()
+	for _, k := range kubeletSysctls {
+		fmt.Fprintf(f, "%s=%s\n", k, cur[k])
+	}
+	return cur, nil
+}
+
 func readSysctls() (map[string]string, error) {
 	out := map[string]string{}
 	for _, k := range kubeletSysctls {

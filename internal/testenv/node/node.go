@@ -165,7 +165,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err := makeCgroupRoot(n.cgroupRoot); err != nil {
 		return err
 	}
-	saved, err := readSysctls()
+	saved, err := machineSysctls(n.cfg.TempRoot)
 	if err != nil {
 		return err
 	}
