@@ -77,18 +77,30 @@ func (o *observed) addWaiting(w *corev1.ContainerStateWaiting) {
 	o.waiting = append(o.waiting, attemptState{len(o.failures), s})
 }
 
-// states are the distinct waiting states up to attempt n's failure (the
-// ImagePullBackOff after it excluded, as the slower kubelet may not have
-// written it yet), and the failures' times.
-func (o *observed) states(n int) (waiting []string, failures []time.Time) {
+// states are what the test compares of one kubelet: the distinct
+// ErrImagePull states of attempts 1..n, and the ImagePullBackOff states
+// after attempt n. (Whether a kubelet writes ImagePullBackOff between two
+// attempts depends on when its pod worker re-syncs relative to the
+// back-off's end, which jitters; after attempt n both have written one
+// once the test's condition holds.) Also the failures' times, and whether
+// attempt n's back-off has been written.
+func (o *observed) states(n int) (waiting []string, failures []time.Time, backedOff bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, a := range o.waiting {
-		if (a.attempt < n || (a.attempt == n && strings.HasPrefix(a.state, "ErrImagePull: "))) && !slices.Contains(waiting, a.state) {
+		keep := false
+		switch {
+		case strings.HasPrefix(a.state, "ErrImagePull: "):
+			keep = a.attempt <= n
+		case strings.HasPrefix(a.state, "ImagePullBackOff: "):
+			keep = a.attempt == n
+			backedOff = backedOff || keep
+		}
+		if keep && !slices.Contains(waiting, a.state) {
 			waiting = append(waiting, a.state)
 		}
 	}
-	return waiting, slices.Clone(o.failures)
+	return waiting, slices.Clone(o.failures), backedOff
 }
 
 // watchPods records the waiting states of the app container of every pod
@@ -207,17 +219,25 @@ func TestSimulatorMatchesRealKubelet(t *testing.T) {
 	// back-off and the events of a retry are there); the typo case, whose
 	// pulls fail at once, three times (for the back-off's doubling).
 	want := map[string]int{"typo": 3, "private": 2, "blackhole": 2}
-	poll(t, 5*time.Minute, "two failed pulls of each case on both kubelets", func(context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
 		for _, c := range honestyCases {
 			for _, o := range []*observed{real[c.name], simulated[c.name]} {
-				waiting, failures := o.states(want[c.name])
-				if len(failures) < want[c.name] || !slices.ContainsFunc(waiting, func(s string) bool { return strings.HasPrefix(s, "ImagePullBackOff: ") }) {
+				if _, failures, backedOff := o.states(want[c.name]); len(failures) < want[c.name] || !backedOff {
 					return false, nil
 				}
 			}
 		}
 		return true, nil
 	})
+	if err != nil {
+		for _, c := range honestyCases {
+			for who, o := range map[string]*observed{"real": real[c.name], "simulated": simulated[c.name]} {
+				waiting, failures, _ := o.states(want[c.name])
+				t.Logf("%s %s: %d failed pulls, states %q", who, c.name, len(failures), waiting)
+			}
+		}
+		t.Fatalf("waiting for the failed pulls of each case on both kubelets: %v", err)
+	}
 	t.Logf("both kubelets failed every case at least twice after %s", time.Since(began).Round(time.Second))
 
 	norm := normaliser(map[string]string{nt.Name(): "NODE", simNode: "NODE", nsReal: "NS", nsSim: "NS"})
@@ -230,8 +250,8 @@ func TestSimulatorMatchesRealKubelet(t *testing.T) {
 				rEvents, sEvents = podEvents(ctx, cs, nsReal, c.name), podEvents(ctx, cs, nsSim, c.name)
 				return slices.Equal(mapped(rEvents, norm), mapped(sEvents, norm)), nil
 			})
-			rWaiting, rFail := real[c.name].states(want[c.name])
-			sWaiting, sFail := simulated[c.name].states(want[c.name])
+			rWaiting, rFail, _ := real[c.name].states(want[c.name])
+			sWaiting, sFail, _ := simulated[c.name].states(want[c.name])
 			t.Logf("real kubelet events:\n  %s\nreal waiting states:\n  %s", strings.Join(rEvents, "\n  "), strings.Join(rWaiting, "\n  "))
 			compare(t, "events", mapped(rEvents, norm), mapped(sEvents, norm))
 			compare(t, "waiting states", mapped(rWaiting, norm), mapped(sWaiting, norm))
