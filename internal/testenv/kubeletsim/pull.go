@@ -58,41 +58,6 @@ func (s *Simulator) pull(ctx context.Context, n *node, r imageRef, creds []crede
 // an index the node platform's manifest, through the node's route. Layers are
 // not fetched: a manifest that resolves is a pull that works.
 func (s *Simulator) pullOnce(ctx context.Context, n *node, r imageRef, auth authn.Authenticator) (pulled, error) {
-	p, err := s.pullOnceRaw(ctx, n, r, auth)
-	if s.cfg.containerd == Containerd16 {
-		err = s.firstTimeout16(n, r, err)
-	}
-	return p, err
-}
-
-// firstTimeout16 rewrites a timeout as containerd 1.6 reports it. On the
-// real node (Debian 12's containerd 1.6.20), a node's first pull from a
-// host whose route drops connections failed with no gRPC code (the
-// kubelet strips Unknown), and every later one with
-// `rpc error: code = DeadlineExceeded desc = …` — same text otherwise;
-// containerd's own log shows the difference, so it is containerd's, not
-// the kubelet's. The simulator reproduces what was observed, per node and
-// registry host.
-func (s *Simulator) firstTimeout16(n *node, r imageRef, err error) error {
-	re, ok := err.(*runtimeError)
-	if !ok || re.code != "DeadlineExceeded" {
-		return err
-	}
-	key := n.name + "|" + r.requestHost()
-	s.timedOutMu.Lock()
-	defer s.timedOutMu.Unlock()
-	if s.timedOut[key] {
-		return err
-	}
-	if s.timedOut == nil {
-		s.timedOut = map[string]bool{}
-	}
-	s.timedOut[key] = true
-	return &runtimeError{desc: re.desc}
-}
-
-// pullOnceRaw is pullOnce in containerd 2.x's words.
-func (s *Simulator) pullOnceRaw(ctx context.Context, n *node, r imageRef, auth authn.Authenticator) (pulled, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.pullTimeout)
 	defer cancel()

@@ -67,11 +67,6 @@ type Simulator struct {
 	stop     context.CancelFunc
 	done     sync.WaitGroup
 	stopOnce sync.Once
-
-	// timedOut are the (node, registry host) pairs whose pulls have timed
-	// out before, for containerd 1.6's wording (see pullOnce).
-	timedOutMu sync.Mutex
-	timedOut   map[string]bool
 }
 
 // podKey names a pod and the node whose informer holds it ("" for an
