@@ -2,8 +2,9 @@ package main
 
 // End-to-end tests of the runbook's three branches (design §1: not found,
 // access denied, timeout) on real parts: the real control plane, the
-// kubelet simulator, loopback registries, and the Slack emulator driven by
-// the real slack-go client over Socket Mode.
+// kubelet simulator (or, in realnode_test.go, a real containerd and
+// kubelet), loopback registries, and the Slack emulator driven by the real
+// slack-go client over Socket Mode.
 //
 // The bot is the whole program, run in-process through run(ctx, ["run"], …)
 // exactly as the container's entry point runs it. It is configured only by
