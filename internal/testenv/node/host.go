@@ -334,12 +334,12 @@ var kubeletSysctls = []string{
 }
 
 // machineSysctls returns the machine's own values of kubeletSysctls. The
-// first node on a machine records them in root/pullfix-node-sysctls
+// first node on a machine records them in root/pullfix-machine-sysctls
 // (created exclusively, never removed); later nodes read them from there,
 // so a node started while another's kubelet has just changed them does not
 // take the kubelet's values for the machine's.
 func machineSysctls(root string) (map[string]string, error) {
-	path := filepath.Join(root, "pullfix-node-sysctls")
+	path := filepath.Join(root, "pullfix-machine-sysctls")
 	if m, err := readSysctlFile(path); err == nil && len(m) == len(kubeletSysctls) {
 		return m, nil
 	}
