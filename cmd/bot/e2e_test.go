@@ -2,8 +2,9 @@ package main
 
 // End-to-end tests of the runbook's three branches (design §1: not found,
 // access denied, timeout) on real parts: the real control plane, the
-// kubelet simulator, loopback registries, and the Slack emulator driven by
-// the real slack-go client over Socket Mode.
+// kubelet simulator (or, in realnode_test.go, a real containerd and
+// kubelet), loopback registries, and the Slack emulator driven by the real
+// slack-go client over Socket Mode.
 //
 // The bot is the whole program, run in-process through run(ctx, ["run"], …)
 // exactly as the container's entry point runs it. It is configured only by
@@ -52,6 +53,7 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/chart"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
+	"github.com/pullfix/pullfix/internal/testenv/node"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 	"github.com/pullfix/pullfix/internal/watch"
@@ -83,8 +85,9 @@ type e2e struct {
 	system  string // the release namespace: the bot's own (Lease, state)
 	ns      string // the watched namespace the workloads live in
 	emu     *slackemu.Emulator
-	sim     *kubeletsim.Simulator
-	env     map[string]string // PULLFIX_* as the chart sets them, plus the overrides
+	sim     *kubeletsim.Simulator // the kubelet simulator, or nil on a real node
+	node    *node.Test            // the real node (containerd + kubelet), or nil
+	env     map[string]string     // PULLFIX_* as the chart sets them, plus the overrides
 	logs    *logBuffer
 
 	mu sync.Mutex
@@ -104,6 +107,11 @@ type world struct {
 	// registries, for the nodes (containerd's hosts.toml) and the bot
 	// (the chart's registryMirrors) alike.
 	mirrors map[string]string
+	// realNode runs the pods on a real containerd and kubelet
+	// (internal/testenv/node) instead of the kubelet simulator; routes then
+	// say how that node reaches each registry host of mirrors.
+	realNode bool
+	routes   map[string]node.Route
 }
 
 // newE2E renders the chart with Slack on, creates its ServiceAccount, RBAC
@@ -113,6 +121,9 @@ type world struct {
 func newE2E(t *testing.T, w world) *e2e {
 	t.Helper()
 	controlplane.Require(t, cp)
+	if w.realNode {
+		node.Require(t)
+	}
 	h := chart.RequireHelm(t, "pullfix")
 	ctx := t.Context()
 	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
@@ -258,9 +269,25 @@ func newE2E(t *testing.T, w world) *e2e {
 		})
 	}
 
+	if w.realNode {
+		e.node = node.StartForTest(t, cp, "realnode", w.routes)
+		e.recordFirstFailure(t)
+	} else {
+		e.startSimulator(t, release, w.mirrors)
+	}
+	// Runs before the node stops (cleanups run last-in first-out) and after
+	// the bots stop: a shared namespace such as default is left as found.
+	t.Cleanup(func() { e.deleteDeployments(t) })
+	return e
+}
+
+// startSimulator runs the kubelet simulator for the test's namespace,
+// recording the first ErrImagePull status write.
+func (e *e2e) startSimulator(t *testing.T, release string, mirrors map[string]string) {
+	t.Helper()
 	cfg := cp.AdminConfig()
 	sim, err := kubeletsim.NewForConfig(cfg, kubeletsim.WithNamespace(e.ns), kubeletsim.WithNodeNames(release+"-node"),
-		kubeletsim.WithMirrors(w.mirrors), kubeletsim.WithBackoff(100*time.Millisecond, time.Second), kubeletsim.WithPullTimeout(time.Second))
+		kubeletsim.WithMirrors(mirrors), kubeletsim.WithBackoff(100*time.Millisecond, time.Second), kubeletsim.WithPullTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,10 +309,37 @@ func newE2E(t *testing.T, w world) *e2e {
 	}
 	t.Cleanup(sim.Stop)
 	e.sim = sim
-	// Runs before sim.Stop (cleanups run last-in first-out) and after the
-	// bots stop: a shared namespace such as default is left as found.
-	t.Cleanup(func() { e.deleteDeployments(t) })
-	return e
+}
+
+// recordFirstFailure watches the namespace's pods and records when a
+// container status first says ErrImagePull — the real kubelet's first
+// status write of a pull failure, as the simulator's hook does.
+func (e *e2e) recordFirstFailure(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w, err := e.admin.CoreV1().Pods(e.ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			for _, cs := range pod.Status.ContainerStatuses {
+				if cs.State.Waiting != nil && cs.State.Waiting.Reason == "ErrImagePull" {
+					e.mu.Lock()
+					if e.firstFail.IsZero() {
+						e.firstFail = time.Now()
+					}
+					e.mu.Unlock()
+				}
+			}
+		}
+	}()
 }
 
 // chartEnv is the bot container's environment as the chart's Deployment
@@ -426,11 +480,17 @@ func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
 }
 
 // createDeployment creates a one-replica Deployment of one container
-// "ui" (labels app=NAME), as the runbook's ui-new.
+// "ui" (labels app=NAME), as the runbook's ui-new. On a real node its pods
+// name the node (no scheduler runs) and use the host network (the node
+// has no CNI plugin).
 func (e *e2e) createDeployment(t *testing.T, name, image string) *appsv1.Deployment {
 	t.Helper()
 	one := int32(1)
 	labels := map[string]string{"app": name}
+	var nodeName string
+	if e.node != nil {
+		nodeName = e.node.Name()
+	}
 	d, err := e.admin.AppsV1().Deployments(e.ns).Create(t.Context(), &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
@@ -441,6 +501,8 @@ func (e *e2e) createDeployment(t *testing.T, name, image string) *appsv1.Deploym
 				Spec: corev1.PodSpec{
 					Containers:                    []corev1.Container{{Name: "ui", Image: image}},
 					TerminationGracePeriodSeconds: new(int64(1)),
+					NodeName:                      nodeName,
+					HostNetwork:                   e.node != nil,
 				},
 			},
 		},
@@ -501,7 +563,13 @@ func (e *e2e) pods(ctx context.Context, app string) ([]corev1.Pod, error) {
 func (e *e2e) waitPullFailure(t *testing.T, app, reason string) corev1.Pod {
 	t.Helper()
 	var pod corev1.Pod
-	poll(t, 60*time.Second, "a pod of "+app+" in "+reason, func(ctx context.Context) (bool, error) {
+	timeout := 60 * time.Second
+	if e.node != nil {
+		// containerd gives up on a dropped route after its 30 s dial
+		// timeout; the kubelet's back-off then starts at 10 s.
+		timeout = 3 * time.Minute
+	}
+	poll(t, timeout, "a pod of "+app+" in "+reason, func(ctx context.Context) (bool, error) {
 		pods, err := e.pods(ctx, app)
 		if err != nil || len(pods) != 1 {
 			return false, nil
@@ -518,7 +586,13 @@ func (e *e2e) waitPullFailure(t *testing.T, app, reason string) corev1.Pod {
 func (e *e2e) waitReady(t *testing.T, app, image string) corev1.Pod {
 	t.Helper()
 	var pod corev1.Pod
-	poll(t, 90*time.Second, app+" 1/1 Running on "+image, func(ctx context.Context) (bool, error) {
+	timeout := 90 * time.Second
+	if e.node != nil {
+		// A real kubelet retries a failed pull only after its back-off
+		// (10 s, doubling): the pull that works may be one back-off away.
+		timeout = 5 * time.Minute
+	}
+	poll(t, timeout, app+" 1/1 Running on "+image, func(ctx context.Context) (bool, error) {
 		d, err := e.admin.AppsV1().Deployments(e.ns).Get(ctx, app, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -842,11 +916,40 @@ func (e *e2e) failedAt() time.Time {
 // runbookWorld is a registry serving the runbook's images as public.ecr.aws
 // (retail-store-sample-ui exists, retailing-store-sample-ui does not), for
 // the nodes and the bot alike.
-func runbookWorld(t *testing.T, namespace string) (*e2e, *registries.Registry) {
+//
+// On a real node the fix (retail-store-sample-ui:1.2.1) is an image that
+// runs, and brokenRoute makes the node's route to public.ecr.aws drop
+// connections until restoreRoute.
+func runbookWorld(t *testing.T, namespace string, realNode, brokenRoute bool) (*e2e, *registries.Registry) {
 	t.Helper()
 	reg := registries.New(t)
-	registries.SeedRunbook(t, reg)
-	return newE2E(t, world{namespace: namespace, mirrors: map[string]string{registries.PublicECR: reg.Host}}), reg
+	if realNode {
+		node.Require(t)
+		sleeper, err := node.SleeperBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		registries.SeedRunbookRunnable(t, reg, sleeper)
+	} else {
+		registries.SeedRunbook(t, reg)
+	}
+	e := newE2E(t, world{
+		namespace: namespace, mirrors: map[string]string{registries.PublicECR: reg.Host},
+		realNode: realNode, routes: map[string]node.Route{registries.PublicECR: {Registry: reg, Dropped: brokenRoute}},
+	})
+	if brokenRoute && !realNode {
+		e.sim.SetRoute(registries.PublicECR, kubeletsim.RouteBlackHole)
+	}
+	return e, reg
+}
+
+// restoreRoute gives the nodes their route to host back.
+func (e *e2e) restoreRoute(host string) {
+	if e.node != nil {
+		e.node.Restore(host)
+		return
+	}
+	e.sim.SetRoute(host, "")
 }
 
 // TestSeedRunbook is the runbook's "not found" branch, end to end: ui-new
@@ -856,7 +959,14 @@ func runbookWorld(t *testing.T, namespace string) (*e2e, *registries.Registry) {
 // Running, and the root message is edited to say so, with the steps in its
 // thread. Nothing is posted twice.
 func TestSeedRunbook(t *testing.T) {
-	e, _ := runbookWorld(t, metav1.NamespaceDefault)
+	e, _ := runbookWorld(t, metav1.NamespaceDefault, false, false)
+	seedRunbook(t, e)
+}
+
+// seedRunbook is the runbook's "not found" branch on e's nodes (simulated
+// or real); see TestSeedRunbook.
+func seedRunbook(t *testing.T, e *e2e) {
+	t.Helper()
 	startBot(t, e)
 	created := time.Now()
 	dep := e.createDeployment(t, "ui-new", badImage)
@@ -884,7 +994,7 @@ func TestSeedRunbook(t *testing.T) {
 		t.Errorf("header %q, want %q", h, "Repository not found")
 	}
 	text := bs.text()
-	for _, want := range []string{"Kubelet said", badImage + ": not found", "Registry probe", "NAME_UNKNOWN", "ui-new", "`default`", "`" + clusterName + "`"} {
+	for _, want := range []string{"Kubelet said", badImage + ": not found", "Registry probe", "NAME_UNKNOWN", "ui-new", "`" + e.ns + "`", "`" + clusterName + "`"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the message does not show %q:\n%s", want, text)
 		}
@@ -984,12 +1094,26 @@ func TestSeedRunbook(t *testing.T) {
 // Secret in the namespace that a ServiceAccount names holds working
 // credentials, so the message offers to add it, and the approver's click
 // brings ui-new to 1/1 Running.
-func TestSeedAccessDenied(t *testing.T) {
+func TestSeedAccessDenied(t *testing.T) { seedAccessDenied(t, false) }
+
+// seedAccessDenied is the "access denied" branch on simulated or real
+// nodes; see TestSeedAccessDenied.
+func seedAccessDenied(t *testing.T, realNode bool) {
+	t.Helper()
 	const password = "ecr-token-for-tests"
 	ecr := registries.New(t, registries.WithBasicAuth(registries.BasicAuth{Users: map[string]registries.BasicUser{"AWS": {Password: password}}}))
-	ecr.Push(t, "retail-store-sample-ui:1.2.1", registries.MultiArch...)
+	if realNode {
+		node.Require(t)
+		sleeper, err := node.SleeperBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ecr.PushRunnable(t, "retail-store-sample-ui:1.2.1", sleeper)
+	} else {
+		ecr.Push(t, "retail-store-sample-ui:1.2.1", registries.MultiArch...)
+	}
 	image := ecrHost + "/retail-store-sample-ui:1.2.1"
-	e := newE2E(t, world{mirrors: map[string]string{ecrHost: ecr.Host}})
+	e := newE2E(t, world{mirrors: map[string]string{ecrHost: ecr.Host}, realNode: realNode, routes: map[string]node.Route{ecrHost: {Registry: ecr}}})
 
 	// regcred works, and the "builder" ServiceAccount names it — the bot
 	// finds it there (it may only get Secrets by name, never list them).
@@ -1092,8 +1216,14 @@ func TestSeedAccessDenied(t *testing.T) {
 // Re-check says the same; once the route is back the pod recovers and the
 // message turns to resolved.
 func TestSeedTimeout(t *testing.T) {
-	e, _ := runbookWorld(t, "")
-	e.sim.SetRoute(registries.PublicECR, kubeletsim.RouteBlackHole)
+	e, _ := runbookWorld(t, "", false, true)
+	seedTimeout(t, e)
+}
+
+// seedTimeout is the "timeout" branch on e, whose nodes' route to public
+// ECR is broken; see TestSeedTimeout.
+func seedTimeout(t *testing.T, e *e2e) {
+	t.Helper()
 	startBot(t, e)
 	created := time.Now()
 	e.createDeployment(t, "ui-new", goodImage)
@@ -1133,7 +1263,7 @@ func TestSeedTimeout(t *testing.T) {
 	// The route comes back: the kubelet's next attempt pulls, the watcher
 	// sees ui-new ready and edits the message.
 	restored := time.Now()
-	e.sim.SetRoute(registries.PublicECR, "")
+	e.restoreRoute(registries.PublicECR)
 	e.waitReady(t, "ui-new", goodImage)
 	ready := time.Since(restored)
 	waitSlack(t, e.emu, 60*time.Second, "the root message to turn resolved", func() bool {
@@ -1160,7 +1290,7 @@ func TestSeedTimeout(t *testing.T) {
 // change-cause, no Event), the message is unchanged, and only they see an
 // explanation.
 func TestNonApproverClickPatchesNothing(t *testing.T) {
-	e, _ := runbookWorld(t, "")
+	e, _ := runbookWorld(t, "", false, false)
 	startBot(t, e)
 	dep := e.createDeployment(t, "ui-new", badImage)
 	root := e.waitRoot(t)
@@ -1202,7 +1332,7 @@ func TestNonApproverClickPatchesNothing(t *testing.T) {
 // reads the state ConfigMap and posts nothing again — and the first
 // message's button still works through it.
 func TestRestartDoesNotRepost(t *testing.T) {
-	e, _ := runbookWorld(t, "")
+	e, _ := runbookWorld(t, "", false, false)
 	stop := startBot(t, e)
 	e.createDeployment(t, "ui-new", badImage)
 	root := e.waitRoot(t)
@@ -1264,7 +1394,7 @@ func startReplica(t *testing.T, e *e2e) (stop func()) {
 // diagnosis; the approver's click on the old message patches nothing, and
 // the thread says what changed.
 func TestStaleApprovalRefused(t *testing.T) {
-	e, _ := runbookWorld(t, "")
+	e, _ := runbookWorld(t, "", false, false)
 	startBot(t, e)
 	dep := e.createDeployment(t, "ui-new", badImage)
 	root := e.waitRoot(t)
@@ -1306,7 +1436,7 @@ func TestStaleApprovalRefused(t *testing.T) {
 // exactly one patch is applied and recorded, and the second click is told
 // the fix is already under way.
 func TestDoubleClickPatchesOnce(t *testing.T) {
-	e, _ := runbookWorld(t, "")
+	e, _ := runbookWorld(t, "", false, false)
 	startBot(t, e)
 	startReplica(t, e)
 	dep := e.createDeployment(t, "ui-new", badImage)

@@ -17,9 +17,10 @@ const (
 	// EtcdVersion is the go.etcd.io/etcd/server/v3 module version.
 	EtcdVersion = "v3.7.0"
 	// Version keys the binary cache: hack/build-k8s.sh writes to
-	// <cache root>/<Version>-<GOOS>-<GOARCH>/. The directory also holds the
-	// kubelet of the real test node (internal/testenv/node), hence its name.
-	Version = KubernetesVersion + "-etcd-" + EtcdVersion + "-kubelet"
+	// <cache root>/<Version>-<GOOS>-<GOARCH>/.
+	// "-node": the kubelet is built too (internal/testenv/node), all with
+	// the Kubernetes version stamped in.
+	Version = KubernetesVersion + "-etcd-" + EtcdVersion + "-node"
 )
 
 // EnvBinDir names the environment variable that points straight at a

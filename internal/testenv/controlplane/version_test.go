@@ -20,6 +20,9 @@ func TestVersionMatchesBuildScript(t *testing.T) {
 	if want := `version="` + Version + `-$(go env GOOS)-$(go env GOARCH)"`; !bytes.Contains(script, []byte(want)) {
 		t.Errorf("hack/build-k8s.sh does not set %s", want)
 	}
+	if want := "kv=" + KubernetesVersion + "\n"; !bytes.Contains(script, []byte(want)) {
+		t.Errorf("hack/build-k8s.sh does not stamp %s", want)
+	}
 	mod, err := os.ReadFile("../../../hack/k8s/go.mod")
 	if err != nil {
 		t.Fatal(err)

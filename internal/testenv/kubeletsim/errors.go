@@ -63,6 +63,21 @@ func errResolveStatus(r imageRef, status string) error {
 		r.full, r.full, r.manifestURL(r.identifier()), status)}
 }
 
+// errResolveStatus16 is errResolveStatus in containerd 1.6's words: its
+// resolver names the host and the request's path elements
+// ("pulling from host %s failed with status code %v: %v", paths printed as
+// a Go slice: [manifests TAG]).
+// Source: the real node of internal/testenv/node (Debian 12's containerd
+// 1.6.20, kubelet v1.37.2): `failed to pull and unpack image "X": failed to
+// resolve reference "X": pulling from host
+// 123456789012.dkr.ecr.us-west-2.amazonaws.com failed with status code
+// [manifests 1.2.1]: 401 Unauthorized`, no gRPC code.
+func errResolveStatus16(r imageRef, status string) error {
+	return &runtimeError{desc: fmt.Sprintf(
+		"failed to pull and unpack image %q: failed to resolve reference %q: pulling from host %s failed with status code [manifests %s]: %s",
+		r.full, r.full, r.requestHost(), r.identifier(), status)}
+}
+
 // errTokenStatus: the token endpoint refused (anonymous or with
 // credentials).
 // Source: https://github.com/rossoctl/rossoctl/issues/116 (`failed to

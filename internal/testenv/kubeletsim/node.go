@@ -177,7 +177,7 @@ func (n *node) status(c *config, now metav1.Time) corev1.NodeStatus {
 			BootID:                  fmt.Sprintf("%08x-0000-4000-8000-%012x", n.nodeIdx+1, n.nodeIdx+1),
 			KernelVersion:           "6.12.40-64.114.amzn2023." + kernelArch(n.arch),
 			OSImage:                 "Amazon Linux 2023.8.20250818",
-			ContainerRuntimeVersion: DefaultContainerRuntimeVersion,
+			ContainerRuntimeVersion: "containerd://" + string(c.containerd),
 			KubeletVersion:          DefaultKubeletVersion,
 			OperatingSystem:         n.os,
 			Architecture:            n.arch,

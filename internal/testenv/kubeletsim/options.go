@@ -59,6 +59,7 @@ type config struct {
 	userAgent      string
 	leaseRenew     time.Duration
 	leaseDuration  int32
+	containerd     ContainerdVersion
 }
 
 func newConfig(opts []Option) *config {
@@ -75,6 +76,7 @@ func newConfig(opts []Option) *config {
 		userAgent:      DefaultUserAgent,
 		leaseRenew:     10 * time.Second,
 		leaseDuration:  40,
+		containerd:     Containerd2,
 	}
 	for _, o := range opts {
 		o(c)
@@ -233,6 +235,28 @@ func WithLeaseRenewInterval(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
 			c.leaseRenew = d
+		}
+	}
+}
+
+// ContainerdVersion selects whose words the simulator writes: containerd
+// 2.x (the default, what EKS and most clusters run) or 1.6 (Debian 12's,
+// which the real test node runs; see internal/testenv/node's honesty test).
+type ContainerdVersion string
+
+const (
+	Containerd2  ContainerdVersion = "2.1.4"
+	Containerd16 ContainerdVersion = "1.6.20"
+)
+
+// WithContainerdVersion makes the nodes report containerd v (nodeInfo,
+// User-Agent) and write its error texts where they differ. Default:
+// Containerd2.
+func WithContainerdVersion(v ContainerdVersion) Option {
+	return func(c *config) {
+		c.containerd = v
+		if c.userAgent == DefaultUserAgent {
+			c.userAgent = "kubeletsim containerd/" + string(v)
 		}
 	}
 }

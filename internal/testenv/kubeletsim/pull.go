@@ -160,6 +160,9 @@ func (s *Simulator) classify(ctx context.Context, r imageRef, rec *recorder, tar
 				return errInsufficientScope(r, e)
 			}
 		}
+		if s.cfg.containerd == Containerd16 {
+			return errResolveStatus16(r, x.statusText)
+		}
 		return errResolveStatus(r, x.statusText)
 	}
 	// 2. The token endpoint refused.

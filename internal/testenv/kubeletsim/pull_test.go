@@ -169,3 +169,25 @@ func TestKeyMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestPullTextsContainerd16: with WithContainerdVersion(Containerd16) a
+// refused resolve is worded as Debian 12's containerd 1.6.20 words it on
+// the real test node (internal/testenv/node's honesty test); a missing
+// image reads the same in both versions.
+func TestPullTextsContainerd16(t *testing.T) {
+	plain := registries.New(t)
+	registries.SeedRunbook(t, plain)
+	basic := registries.New(t, registries.WithBasicAuth(registries.BasicAuth{Users: map[string]registries.BasicUser{"AWS": {Password: "token"}}}))
+	basic.Push(t, "team/app:2.0", "linux/amd64")
+	s := New(nil, WithContainerdVersion(Containerd16), WithMirrors(map[string]string{"public.ecr.aws": plain.Host, ecr: basic.Host}))
+	for _, c := range []struct{ image, want string }{
+		{ecr + "/team/app:2.0",
+			`failed to pull and unpack image "` + ecr + `/team/app:2.0": failed to resolve reference "` + ecr + `/team/app:2.0": pulling from host ` + ecr + ` failed with status code [manifests 2.0]: 401 Unauthorized`},
+		{"public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1",
+			`rpc error: code = NotFound desc = failed to pull and unpack image "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": failed to resolve reference "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1": public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1: not found`},
+	} {
+		if _, got := pullText(t, s, c.image, nil); got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.image, got, c.want)
+		}
+	}
+}

@@ -29,14 +29,23 @@ type Network struct {
 	Addr string
 
 	mu      sync.Mutex
-	names   map[string]bool
+	names   map[string][4]byte
 	queries []string
 }
 
 // NewNetwork starts the DNS server; it stops when the test ends.
 func NewNetwork(t testing.TB) *Network {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return NewNetworkAt(t, "127.0.0.1:0")
+}
+
+// NewNetworkAt is NewNetwork listening on addr. A resolv.conf cannot name
+// a port, so a program that reads one (containerd on the real test node)
+// needs the server on port 53 of some loopback address, e.g.
+// "127.53.x.y:53" (as root; each address of 127.0.0.0/8 is loopback).
+func NewNetworkAt(t testing.TB, addr string) *Network {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +54,7 @@ func NewNetwork(t testing.TB) *Network {
 		// The UDP port's TCP twin is taken; fall back to UDP only.
 		ln = nil
 	}
-	n := &Network{Addr: pc.LocalAddr().String(), names: map[string]bool{}}
+	n := &Network{Addr: pc.LocalAddr().String(), names: map[string][4]byte{}}
 	n.Resolver = &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -66,10 +75,15 @@ func NewNetwork(t testing.TB) *Network {
 }
 
 // Add makes name resolve to 127.0.0.1.
-func (n *Network) Add(name string) {
+func (n *Network) Add(name string) { n.AddAt(name, [4]byte{127, 0, 0, 1}) }
+
+// AddAt makes name resolve to ip (a loopback address: nothing here may
+// send traffic elsewhere), e.g. to serve a registry as "public.ecr.aws"
+// on port 80 of an address of its own.
+func (n *Network) AddAt(name string, ip [4]byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.names[canonical(name)] = true
+	n.names[canonical(name)] = ip
 }
 
 // Queries returns the names asked so far (without the trailing dot).
@@ -110,7 +124,7 @@ func (n *Network) answer(query []byte) []byte {
 	name := strings.ToLower(q.Name.String())
 	n.mu.Lock()
 	n.queries = append(n.queries, strings.TrimSuffix(name, "."))
-	known := n.names[name]
+	ip, known := n.names[name]
 	n.mu.Unlock()
 
 	resp := dnsmessage.Message{
@@ -126,7 +140,7 @@ func (n *Network) answer(query []byte) []byte {
 	case q.Type == dnsmessage.TypeA:
 		resp.Answers = []dnsmessage.Resource{{
 			Header: dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 60},
-			Body:   &dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}},
+			Body:   &dnsmessage.AResource{A: ip},
 		}}
 	default:
 		// Known name, no record of this type (AAAA): NOERROR, no answers.

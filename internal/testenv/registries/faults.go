@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // RateLimit answers 429 TOOMANYREQUESTS once After requests to
@@ -180,4 +182,76 @@ func ClosedPort(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// Dropped is a loopback address:port whose SYNs are dropped: a listener
+// whose accept queue is full and is never drained. A client's connect
+// times out exactly as on a route that drops packets (a missing NAT
+// gateway, a security group without egress) — "dial tcp …: i/o timeout"
+// after the client's own dial timeout — where BlackHole's connect succeeds
+// and the request then hangs. A real containerd has a dial timeout (30 s)
+// but no response timeout, so only this shape ends a pull with an error.
+type Dropped struct {
+	// Host is "127.0.0.1:port" (or the address given to DroppedRouteAt).
+	Host string
+
+	fd    int
+	conns []net.Conn
+}
+
+// DroppedRoute starts a Dropped address on 127.0.0.1; it is closed when
+// the test ends.
+func DroppedRoute(t testing.TB) *Dropped {
+	t.Helper()
+	return DroppedRouteAt(t, [4]byte{127, 0, 0, 1}, 0)
+}
+
+// DroppedRouteAt is DroppedRoute on ip:port (port 0: any).
+func DroppedRouteAt(t testing.TB, ip [4]byte, port int) *Dropped {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: ip, Port: port}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	// Backlog 0: the kernel queues one connection, then drops SYNs.
+	if err := syscall.Listen(fd, 0); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	bound := sa.(*syscall.SockaddrInet4)
+	d := &Dropped{Host: fmt.Sprintf("%d.%d.%d.%d:%d", ip[0], ip[1], ip[2], ip[3], bound.Port), fd: fd}
+	t.Cleanup(d.Close)
+	// Fill the accept queue: connect until a connect no longer completes.
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", d.Host, 300*time.Millisecond)
+		if err != nil {
+			break
+		}
+		d.conns = append(d.conns, c)
+		if i > 64 {
+			t.Fatalf("dropped route %s: the accept queue never filled", d.Host)
+		}
+	}
+	return d
+}
+
+// Close releases the listener and the connections that fill its queue.
+func (d *Dropped) Close() {
+	for _, c := range d.conns {
+		c.Close()
+	}
+	d.conns = nil
+	if d.fd >= 0 {
+		syscall.Close(d.fd)
+		d.fd = -1
+	}
 }

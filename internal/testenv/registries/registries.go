@@ -141,6 +141,22 @@ func (r *Registry) Ref(repoTag string) string { return r.Host + "/" + repoTag }
 // auth, not logged): seed or inspect content there.
 func (r *Registry) AdminHost() string { return strings.TrimPrefix(r.admin.URL, "http://") }
 
+// ListenAlso serves this registry — auth, faults and request log
+// included — on addr too ("127.54.1.2:80"), in plain HTTP, until the test
+// ends. The real test node reaches a registry under the name pods use
+// ("public.ecr.aws" resolved by a Network to addr's IP), which is how
+// containerd sends the pod's credentials to it.
+func (r *Registry) ListenAlso(t testing.TB, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: r.srv.Config.Handler, ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
 // Close stops the server early (e.g. to turn a registry into a refused port).
 func (r *Registry) Close() { r.srv.Close() }
 

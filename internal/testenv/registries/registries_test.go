@@ -1,10 +1,15 @@
 package registries
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +139,75 @@ func TestServerErrorAnswersFiveHundreds(t *testing.T) {
 	}
 	if got := get(some.URL + "/v2/other/app/manifests/1"); got != http.StatusOK {
 		t.Errorf("healthy repository: %d, want 200", got)
+	}
+}
+
+// TestDroppedRoute: a connect to a dropped route times out (it is not
+// refused and does not connect), as on a route that drops SYNs.
+func TestDroppedRoute(t *testing.T) {
+	d := DroppedRoute(t)
+	start := time.Now()
+	_, err := net.DialTimeout("tcp", d.Host, time.Second)
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("dial %s: %v, want a timeout", d.Host, err)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Errorf("the dial failed after %s, before its timeout", el)
+	}
+}
+
+// TestPushRunnable: the runnable image's linux/amd64 child has the binary
+// as its only file and its entrypoint; the index also names linux/arm64.
+func TestPushRunnable(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "sleeper")
+	if err := os.WriteFile(bin, []byte("#!not-really-a-binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := New(t)
+	r.PushRunnable(t, "app:1", bin)
+	ref, err := name.ParseReference(r.AdminHost()+"/app:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Manifests) != 2 || im.Manifests[0].Platform.Architecture != "amd64" || im.Manifests[1].Platform.Architecture != "arm64" {
+		t.Fatalf("index %+v, want amd64 and arm64", im.Manifests)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.OS != "linux" || cf.Architecture != "amd64" || !slices.Equal(cf.Config.Entrypoint, []string{"/sleeper"}) {
+		t.Errorf("config %s/%s entrypoint %q", cf.OS, cf.Architecture, cf.Config.Entrypoint)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %d, %v", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	h, err := tr.Next()
+	if err != nil || h.Name != "sleeper" || h.Mode&0o111 == 0 {
+		t.Fatalf("first file %+v, %v; want an executable sleeper", h, err)
+	}
+	data, _ := io.ReadAll(tr)
+	if string(data) != "#!not-really-a-binary" {
+		t.Errorf("layer file %q", data)
 	}
 }

@@ -21,17 +21,8 @@ func PushMultiArch(ref string) error {
 	}
 	var idx v1.ImageIndex = empty.Index
 	for _, arch := range []string{"amd64", "arm64"} {
-		img, err := random.Image(256, 1)
+		img, err := randomImage("linux", arch)
 		if err != nil {
-			return err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			return err
 		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
@@ -40,4 +31,19 @@ func PushMultiArch(ref string) error {
 		return fmt.Errorf("push %s: %w", r, err)
 	}
 	return nil
+}
+
+// randomImage is a small random image whose config names os/arch.
+func randomImage(os, arch string) (v1.Image, error) {
+	img, err := random.Image(256, 1)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	return mutate.ConfigFile(img, cf)
 }
