@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -29,7 +30,7 @@ const (
 // authentication, RBAC and service-account token signing, and waits for
 // /readyz.
 func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
-	return cp.startWithFreshPorts(ctx, 1, func(ports []int) (*process, func(context.Context) error) {
+	return cp.startWithFreshPorts(ctx, 1, func(ports []int) (*proc.Process, func(context.Context) error) {
 		port := strconv.Itoa(ports[0])
 		cp.host = "https://127.0.0.1:" + port
 		args := []string{
@@ -59,12 +60,12 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
 			// RestartAPIServer take about a second.
 			"--shutdown-watch-termination-grace-period=2s",
 		}
-		p := &process{
-			name:    "kube-apiserver",
-			path:    filepath.Join(cp.cfg.binDir, "kube-apiserver"),
-			args:    append(args, cp.cfg.apiServerArgs...),
-			logPath: cp.path("kube-apiserver.log"),
-			tee:     cp.cfg.logOutput,
+		p := &proc.Process{
+			Name:    "kube-apiserver",
+			Path:    filepath.Join(cp.cfg.binDir, "kube-apiserver"),
+			Args:    append(args, cp.cfg.apiServerArgs...),
+			LogPath: cp.path("kube-apiserver.log"),
+			Tee:     cp.cfg.logOutput,
 		}
 		cp.apiserver = p
 		if err := writeKubeconfig(cp.path("admin.kubeconfig"), cp.host, cp.pki.caPEM, cp.pki.adminToken); err != nil {
@@ -85,7 +86,7 @@ func (cp *ControlPlane) waitAPIServerReady(ctx context.Context) error {
 	}
 	defer client.CloseIdleConnections()
 	began, lastFailed := time.Now(), ""
-	return poll(ctx, []*process{cp.apiserver}, func(ctx context.Context) error {
+	return poll(ctx, []*proc.Process{cp.apiserver}, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, cp.host+"/readyz", nil)
 		if err != nil {
 			return err

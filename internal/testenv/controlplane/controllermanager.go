@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 // networking. Controllers share the admin credentials unless
 // WithControllerServiceAccountCredentials(true) (see there for why).
 func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
-	return cp.startWithFreshPorts(ctx, 1, func(ports []int) (*process, func(context.Context) error) {
+	return cp.startWithFreshPorts(ctx, 1, func(ports []int) (*proc.Process, func(context.Context) error) {
 		args := []string{
 			"--kubeconfig=" + cp.kubecfg,
 			"--authentication-kubeconfig=" + cp.kubecfg,
@@ -32,12 +33,12 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 			"--controllers=" + strings.Join(cp.cfg.controllers, ","),
 			"--profiling=false",
 		}
-		p := &process{
-			name:    "kube-controller-manager",
-			path:    filepath.Join(cp.cfg.binDir, "kube-controller-manager"),
-			args:    append(args, cp.cfg.controllerArgs...),
-			logPath: cp.path("kube-controller-manager.log"),
-			tee:     cp.cfg.logOutput,
+		p := &proc.Process{
+			Name:    "kube-controller-manager",
+			Path:    filepath.Join(cp.cfg.binDir, "kube-controller-manager"),
+			Args:    append(args, cp.cfg.controllerArgs...),
+			LogPath: cp.path("kube-controller-manager.log"),
+			Tee:     cp.cfg.logOutput,
 		}
 		cp.controllerManager = p
 		// Serving /healthz proves the port was ours; full readiness is the
@@ -55,7 +56,7 @@ func (cp *ControlPlane) waitControllerManagerHealthy(ctx context.Context, url st
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback, throwaway cert
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Timeout: pollRequestTimeout, Transport: tr}
-	return poll(ctx, []*process{cp.controllerManager}, func(ctx context.Context) error {
+	return poll(ctx, []*proc.Process{cp.controllerManager}, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	"k8s.io/client-go/rest"
 )
 
@@ -25,7 +26,7 @@ type ControlPlane struct {
 	etcdURL string // http://127.0.0.1:<port>
 	kubecfg string
 
-	etcd, apiserver, controllerManager *process
+	etcd, apiserver, controllerManager *proc.Process
 
 	mu      sync.Mutex // serialises Stop and RestartAPIServer
 	stopped bool
@@ -121,9 +122,9 @@ func (cp *ControlPlane) CACert() []byte { return append([]byte(nil), cp.pki.caPE
 func (cp *ControlPlane) Dir() string { return cp.dir }
 
 // processes in start order, skipping ones never configured.
-func (cp *ControlPlane) processes() []*process {
-	var ps []*process
-	for _, p := range []*process{cp.etcd, cp.apiserver, cp.controllerManager} {
+func (cp *ControlPlane) processes() []*proc.Process {
+	var ps []*proc.Process
+	for _, p := range []*proc.Process{cp.etcd, cp.apiserver, cp.controllerManager} {
 		if p != nil {
 			ps = append(ps, p)
 		}
@@ -136,7 +137,7 @@ func (cp *ControlPlane) processes() []*process {
 func (cp *ControlPlane) PIDs() []int {
 	var pids []int
 	for _, p := range cp.processes() {
-		if pid := p.pid(); pid != 0 {
+		if pid := p.Pid(); pid != 0 {
 			pids = append(pids, pid)
 		}
 	}
@@ -156,9 +157,9 @@ func (cp *ControlPlane) Stop() error {
 	began := time.Now()
 	var errs []error
 	// Clients of etcd first, so they do not spend the grace period retrying.
-	for _, p := range []*process{cp.controllerManager, cp.apiserver, cp.etcd} {
+	for _, p := range []*proc.Process{cp.controllerManager, cp.apiserver, cp.etcd} {
 		if p != nil {
-			errs = append(errs, p.stop(cp.cfg.stopGrace))
+			errs = append(errs, p.Stop(cp.cfg.stopGrace))
 		}
 	}
 	if !cp.cfg.keepTempDir {
@@ -183,14 +184,14 @@ func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, cp.cfg.startTimeout)
 	defer cancel()
-	if err := cp.apiserver.stop(cp.cfg.stopGrace); err != nil {
+	if err := cp.apiserver.Stop(cp.cfg.stopGrace); err != nil {
 		return fmt.Errorf("restart API server: %w", err)
 	}
 	// The port was just released; a listener in TIME_WAIT does not stop
 	// kube-apiserver (SO_REUSEADDR), but another process could grab it, in
 	// which case the error says so.
 	cp.log.Debug("API server stopped for restart", "took", time.Since(began).Round(time.Millisecond))
-	if err := cp.apiserver.start(); err != nil {
+	if err := cp.apiserver.Start(); err != nil {
 		return fmt.Errorf("restart API server: %w", err)
 	}
 	if err := cp.waitAPIServerReady(ctx); err != nil {

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -12,7 +13,7 @@ import (
 // data directory under the temp dir and fsync off: the data is thrown away
 // anyway, and fsync dominates write latency on shared CI disks.
 func (cp *ControlPlane) startEtcd(ctx context.Context) error {
-	return cp.startWithFreshPorts(ctx, 2, func(ports []int) (*process, func(context.Context) error) {
+	return cp.startWithFreshPorts(ctx, 2, func(ports []int) (*proc.Process, func(context.Context) error) {
 		client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 		peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 		args := []string{
@@ -27,12 +28,12 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 			"--unsafe-no-fsync=true",
 			"--log-level=warn",
 		}
-		p := &process{
-			name:    "etcd",
-			path:    filepath.Join(cp.cfg.binDir, "etcd"),
-			args:    append(args, cp.cfg.etcdArgs...),
-			logPath: cp.path("etcd.log"),
-			tee:     cp.cfg.logOutput,
+		p := &proc.Process{
+			Name:    "etcd",
+			Path:    filepath.Join(cp.cfg.binDir, "etcd"),
+			Args:    append(args, cp.cfg.etcdArgs...),
+			LogPath: cp.path("etcd.log"),
+			Tee:     cp.cfg.logOutput,
 		}
 		cp.etcd = p
 		cp.etcdURL = client
@@ -43,7 +44,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 // waitEtcdHealthy polls etcd's /health until it reports healthy.
 func (cp *ControlPlane) waitEtcdHealthy(ctx context.Context, url string) error {
 	client := &http.Client{Timeout: pollRequestTimeout}
-	return poll(ctx, []*process{cp.etcd}, func(ctx context.Context) error {
+	return poll(ctx, []*proc.Process{cp.etcd}, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
 		if err != nil {
 			return err

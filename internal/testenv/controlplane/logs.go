@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	"io"
 	"os"
 )
@@ -14,13 +15,13 @@ func (cp *ControlPlane) WriteLogTails(w io.Writer, n int) {
 	}
 }
 
-func writeTail(w io.Writer, p *process, n int) {
-	data, err := os.ReadFile(p.logPath)
+func writeTail(w io.Writer, p *proc.Process, n int) {
+	data, err := os.ReadFile(p.LogPath)
 	if err != nil {
-		fmt.Fprintf(w, "--- %s: no log (%v)\n", p.name, err)
+		fmt.Fprintf(w, "--- %s: no log (%v)\n", p.Name, err)
 		return
 	}
-	fmt.Fprintf(w, "--- last %d lines of %s (%s)\n", n, p.name, p.logPath)
+	fmt.Fprintf(w, "--- last %d lines of %s (%s)\n", n, p.Name, p.LogPath)
 	w.Write(tail(data, n))
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		fmt.Fprintln(w)

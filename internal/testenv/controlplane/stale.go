@@ -1,13 +1,12 @@
 package controlplane
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 )
 
 const (
@@ -25,7 +24,7 @@ const (
 // writeOwner records the current process (pid and start time, which
 // together survive PID reuse) in dir.
 func writeOwner(dir string) error {
-	id, err := processID(os.Getpid())
+	id, err := proc.OwnerID()
 	if err != nil {
 		return err
 	}
@@ -46,7 +45,7 @@ func reapStale(root string, log *slog.Logger) {
 			if serr != nil || time.Since(fi.ModTime()) < orphanAge {
 				continue
 			}
-		} else if ownerAlive(string(data)) {
+		} else if proc.OwnerAlive(string(data)) {
 			continue
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -55,29 +54,4 @@ func reapStale(root string, log *slog.Logger) {
 		}
 		log.Debug("removed stale control-plane directory", "dir", dir)
 	}
-}
-
-// ownerAlive reports whether the process recorded by writeOwner still runs.
-func ownerAlive(recorded string) bool {
-	pid, err := strconv.Atoi(strings.Fields(recorded + " x")[0])
-	if err != nil {
-		return false
-	}
-	id, err := processID(pid)
-	return err == nil && id == strings.TrimSpace(recorded)
-}
-
-// processID is "pid starttime" from /proc/<pid>/stat.
-func processID(pid int) (string, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", err
-	}
-	s := string(data)
-	// Fields after "(comm)": state is field 3 of the file, starttime 22.
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 20 {
-		return "", fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return fmt.Sprintf("%d %s", pid, f[19]), nil
 }

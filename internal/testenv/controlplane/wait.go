@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -23,7 +24,7 @@ const (
 
 // poll calls check until it succeeds, ctx ends, or one of the watched
 // processes exits (which means waiting longer is pointless).
-func poll(ctx context.Context, watch []*process, check func(context.Context) error) error {
+func poll(ctx context.Context, watch []*proc.Process, check func(context.Context) error) error {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	var last error
@@ -36,8 +37,8 @@ func poll(ctx context.Context, watch []*process, check func(context.Context) err
 		}
 		for _, p := range watch {
 			select {
-			case <-p.exited():
-				return p.exitErr()
+			case <-p.Exited():
+				return p.ExitErr()
 			default:
 			}
 		}
@@ -54,7 +55,7 @@ func poll(ctx context.Context, watch []*process, check func(context.Context) err
 // process dies because a port was taken in between (the inherent race of
 // picking free ports), it tries again with new ones.
 func (cp *ControlPlane) startWithFreshPorts(ctx context.Context, n int,
-	launch func(ports []int) (*process, func(context.Context) error)) error {
+	launch func(ports []int) (*proc.Process, func(context.Context) error)) error {
 	var err error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		var ports []int
@@ -65,27 +66,27 @@ func (cp *ControlPlane) startWithFreshPorts(ctx context.Context, n int,
 		if p == nil {
 			return ready(ctx)
 		}
-		os.Remove(p.logPath) // a retry's log should not hold the failed attempt
+		os.Remove(p.LogPath) // a retry's log should not hold the failed attempt
 		began := time.Now()
-		if err = p.start(); err != nil {
+		if err = p.Start(); err != nil {
 			return err
 		}
 		if err = ready(ctx); err == nil {
-			cp.log.Debug("started", "process", p.name, "pid", p.pid(), "ports", ports, "took", time.Since(began).Round(time.Millisecond))
+			cp.log.Debug("started", "process", p.Name, "pid", p.Pid(), "ports", ports, "took", time.Since(began).Round(time.Millisecond))
 			return nil
 		}
-		_ = p.stop(cp.cfg.stopGrace)
+		_ = p.Stop(cp.cfg.stopGrace)
 		if !portTaken(p) {
-			return fmt.Errorf("%s: %w", p.name, err)
+			return fmt.Errorf("%s: %w", p.Name, err)
 		}
-		cp.log.Info("port taken, retrying with fresh ports", "process", p.name, "ports", ports, "attempt", attempt)
+		cp.log.Info("port taken, retrying with fresh ports", "process", p.Name, "ports", ports, "attempt", attempt)
 	}
 	return fmt.Errorf("after %d attempts: %w", startAttempts, err)
 }
 
 // portTaken reports whether p's log says it could not bind.
-func portTaken(p *process) bool {
-	data, err := os.ReadFile(p.logPath)
+func portTaken(p *proc.Process) bool {
+	data, err := os.ReadFile(p.LogPath)
 	return err == nil && strings.Contains(string(data), "address already in use")
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 )
 
 // ErrMissing reports that something the node needs is not on this
@@ -260,7 +261,7 @@ const (
 )
 
 func writeOwner(dir, cgroupRoot string) error {
-	id, err := processID(os.Getpid())
+	id, err := proc.OwnerID()
 	if err != nil {
 		return err
 	}
@@ -282,7 +283,7 @@ func reapStale(root string, log *slog.Logger) {
 			if serr != nil || time.Since(fi.ModTime()) < orphanAge {
 				continue
 			}
-		} else if ownerAlive(string(data)) {
+		} else if proc.OwnerAlive(string(data)) {
 			continue
 		}
 		cg, _ := os.ReadFile(filepath.Join(dir, cgroupFile))
@@ -299,29 +300,6 @@ func reapStale(root string, log *slog.Logger) {
 		}
 		log.Info("cleaned up a stale node", "dir", dir)
 	}
-}
-
-func ownerAlive(recorded string) bool {
-	pid, err := strconv.Atoi(strings.Fields(recorded + " x")[0])
-	if err != nil {
-		return false
-	}
-	id, err := processID(pid)
-	return err == nil && id == strings.TrimSpace(recorded)
-}
-
-// processID is "pid starttime", which survives pid reuse.
-func processID(pid int) (string, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", err
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 20 {
-		return "", fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return fmt.Sprintf("%d %s", pid, f[19]), nil
 }
 
 // ---- kernel tunables -----------------------------------------------------------

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,7 +68,7 @@ type Node struct {
 	cgroupRoot string
 	sysctls    map[string]string
 
-	containerd, kubelet *process
+	containerd, kubelet *proc.Process
 
 	mu      sync.Mutex
 	stopped bool
@@ -80,8 +81,8 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) Dir() string { return n.dir }
 
 // ContainerdPID and KubeletPID are the children's process ids.
-func (n *Node) ContainerdPID() int { return n.containerd.pid() }
-func (n *Node) KubeletPID() int    { return n.kubelet.pid() }
+func (n *Node) ContainerdPID() int { return n.containerd.Pid() }
+func (n *Node) KubeletPID() int    { return n.kubelet.Pid() }
 
 // CgroupRoot is the node's cgroup root, e.g. "/pullfix-node-ab12cd".
 func (n *Node) CgroupRoot() string { return n.cgroupRoot }
@@ -177,13 +178,13 @@ func (n *Node) start(ctx context.Context) error {
 	// containerd, in a private mount namespace whose /etc/resolv.conf names
 	// the loopback DNS server. unshare execs sh, which execs containerd:
 	// one pid throughout.
-	n.containerd = &process{
-		name: "containerd", path: "unshare", logPath: n.path("containerd.log"), tee: prefixed(n.cfg.LogOutput, "containerd: "),
-		args: []string{"--mount", "--propagation", "private", "sh", "-c",
+	n.containerd = &proc.Process{
+		Name: "containerd", Path: "unshare", LogPath: n.path("containerd.log"), Tee: n.cfg.LogOutput, Env: childEnv(),
+		Args: []string{"--mount", "--propagation", "private", "sh", "-c",
 			`mount --bind "$0" /etc/resolv.conf && exec containerd --config "$1"`,
 			n.path("resolv.conf"), n.path("containerd", "config.toml")},
 	}
-	if err := n.containerd.start(); err != nil {
+	if err := n.containerd.Start(); err != nil {
 		return err
 	}
 	sock := n.path("containerd", "containerd.sock")
@@ -208,9 +209,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	// The kubelet joins containerd's mount namespace: the volumes it mounts
 	// (service-account tokens, …) must be where runc looks.
-	n.kubelet = &process{
-		name: "kubelet", path: "nsenter", logPath: n.path("kubelet.log"), tee: prefixed(n.cfg.LogOutput, "kubelet: "),
-		args: []string{"--mount", "--target", strconv.Itoa(n.containerd.pid()), "--", n.cfg.KubeletPath,
+	n.kubelet = &proc.Process{
+		Name: "kubelet", Path: "nsenter", LogPath: n.path("kubelet.log"), Tee: n.cfg.LogOutput, Env: childEnv(),
+		Args: []string{"--mount", "--target", strconv.Itoa(n.containerd.Pid()), "--", n.cfg.KubeletPath,
 			"--config=" + n.path("kubelet", "config.yaml"),
 			"--kubeconfig=" + n.cfg.Kubeconfig,
 			"--root-dir=" + n.path("kubelet"),
@@ -219,7 +220,7 @@ func (n *Node) start(ctx context.Context) error {
 			"--v=2",
 		},
 	}
-	if err := n.kubelet.start(); err != nil {
+	if err := n.kubelet.Start(); err != nil {
 		return err
 	}
 	healthz := "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/healthz"
@@ -264,7 +265,7 @@ func (n *Node) start(ctx context.Context) error {
 }
 
 // poll calls f until it succeeds, ctx ends, or p exits.
-func (n *Node) poll(ctx context.Context, p *process, what string, f func(context.Context) error) error {
+func (n *Node) poll(ctx context.Context, p *proc.Process, what string, f func(context.Context) error) error {
 	var last error
 	for {
 		if last = f(ctx); last == nil {
@@ -273,8 +274,8 @@ func (n *Node) poll(ctx context.Context, p *process, what string, f func(context
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), last)
-		case <-p.exited():
-			return fmt.Errorf("waiting for %s: %w", what, p.exitErr())
+		case <-p.Exited():
+			return fmt.Errorf("waiting for %s: %w", what, p.ExitErr())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -294,11 +295,11 @@ func (n *Node) Stop() error {
 	began := time.Now()
 	var errs []error
 	if n.kubelet != nil {
-		errs = append(errs, n.kubelet.stop(5*time.Second))
+		errs = append(errs, n.kubelet.Stop(5*time.Second))
 	}
 	errs = append(errs, cleanup(n.dir, n.cgroupRoot, func() error {
 		if n.containerd != nil {
-			return n.containerd.stop(5 * time.Second)
+			return n.containerd.Stop(5 * time.Second)
 		}
 		return nil
 	}))
@@ -364,37 +365,15 @@ func RandomName(prefix string) string {
 	return prefix + "-" + strings.ToLower(rand.Text()[:6])
 }
 
-// prefixed prefixes each line written to w (nil stays nil).
-func prefixed(w io.Writer, prefix string) io.Writer {
-	if w == nil {
-		return nil
-	}
-	return &prefixWriter{prefix: prefix, w: w}
-}
-
-type prefixWriter struct {
-	mu     sync.Mutex
-	prefix string
-	w      io.Writer
-	midLn  bool
-}
-
-func (pw *prefixWriter) Write(b []byte) (int, error) {
-	pw.mu.Lock()
-	defer pw.mu.Unlock()
-	var buf []byte
-	for _, c := range b {
-		if !pw.midLn {
-			buf = append(buf, pw.prefix...)
-			pw.midLn = true
-		}
-		buf = append(buf, c)
-		if c == '\n' {
-			pw.midLn = false
+// childEnv is the children's environment: the sbin directories on PATH
+// (containerd runs runc, mount and iptables from there), a home and temp
+// dir, and nothing else — no proxy variables in particular.
+func childEnv() []string {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, k := range []string{"HOME", "TMPDIR", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
 		}
 	}
-	if _, err := pw.w.Write(buf); err != nil {
-		return 0, err
-	}
-	return len(b), nil
+	return env
 }
