@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 )
@@ -32,18 +33,21 @@ const (
 	droppedHost = "quay.io"
 )
 
-// honestyCase is one failing pull: a pod named name pulling image.
+// honestyCase is one failing pull: a pod named name pulling image, and
+// the cause the offline classifier must read in the real kubelet's words.
 type honestyCase struct {
 	name, image string
+	cause       diagnose.Cause
 }
 
 var honestyCases = []honestyCase{
 	// The runbook: a repository that does not exist (typo).
-	{"typo", registries.PublicECR + "/" + registries.RetailingUI + ":" + registries.RunbookTag},
+	// containerd's bare "not found": the words cannot say repository or tag.
+	{"typo", registries.PublicECR + "/" + registries.RetailingUI + ":" + registries.RunbookTag, diagnose.ImageNotFound},
 	// A private registry (ECR-like Basic auth) and no pull secret.
-	{"private", ecrHost + "/retail-store-sample-ui:1.2.1"},
+	{"private", ecrHost + "/retail-store-sample-ui:1.2.1", diagnose.Unauthorized},
 	// The node's route to the registry drops connections.
-	{"blackhole", droppedHost + "/pullfix/app:1"},
+	{"blackhole", droppedHost + "/pullfix/app:1", diagnose.NetworkTimeout},
 }
 
 // observed is what one kubelet wrote about one pod: its events (type,
@@ -263,6 +267,14 @@ func TestSimulatorMatchesRealKubelet(t *testing.T) {
 			t.Logf("real kubelet events:\n  %s\nreal waiting states:\n  %s", strings.Join(rEvents, "\n  "), strings.Join(rWaiting, "\n  "))
 			compare(t, "events", mapped(rEvents, norm), mapped(sEvents, norm))
 			compare(t, "waiting states", mapped(rWaiting, norm), mapped(sWaiting, norm))
+			// What the bot reads first: the real kubelet's words, classified
+			// offline, name the cause they carry (and no more).
+			for _, st := range rWaiting {
+				reason, msg, _ := strings.Cut(st, ": ")
+				if got := diagnose.Classify(reason, msg).Cause; got != c.cause {
+					t.Errorf("the real kubelet's %s classifies as %s, want %s: %q", reason, got, c.cause, msg)
+				}
+			}
 			t.Logf("real failed pulls at %s; simulated at %s", gaps(rFail), gaps(sFail))
 			if c.name == "typo" {
 				checkBackoff(t, rFail, 10*time.Second, "real")
