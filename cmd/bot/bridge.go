@@ -161,6 +161,23 @@ func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 
 // ---- slackapp.Incidents ----
 
+// slackErr lets the Slack side recognise the watcher's "unknown incident"
+// (resolved and forgotten between the click's lookup and its action) as
+// its own ErrUnknownIncident, so the person is told the incident is no
+// longer open instead of seeing a raw error. The message stays the
+// watcher's.
+func slackErr(err error) error {
+	if errors.Is(err, watch.ErrUnknownIncident) {
+		return unknownIncidentError{err}
+	}
+	return err
+}
+
+type unknownIncidentError struct{ error }
+
+func (e unknownIncidentError) Is(target error) bool { return target == slackapp.ErrUnknownIncident }
+func (e unknownIncidentError) Unwrap() error        { return e.error }
+
 func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, error) {
 	if g, ok := b.w.Group(id); ok && len(g.Members) > 0 {
 		inc := b.toSlack(ctx, g.Members[0])
@@ -197,7 +214,7 @@ func (b *bridge) MarkFixing(ctx context.Context, id, approver string) error {
 		return &slackapp.FixInProgressError{By: inc.By}
 	}
 	if err := b.w.MarkFixing(ctx, id, approver); err != nil {
-		return err
+		return slackErr(err)
 	}
 	b.inflight[id] = true
 	return nil
@@ -207,21 +224,21 @@ func (b *bridge) ClearFixing(ctx context.Context, id string) error {
 	b.mu.Lock()
 	delete(b.inflight, id)
 	b.mu.Unlock()
-	return b.w.ClearFixing(ctx, id)
+	return slackErr(b.w.ClearFixing(ctx, id))
 }
 
 func (b *bridge) Dismiss(ctx context.Context, id, user string) error {
-	return b.w.Dismiss(ctx, id, user)
+	return slackErr(b.w.Dismiss(ctx, id, user))
 }
 
 func (b *bridge) Snooze(ctx context.Context, id, user string, until time.Time) error {
-	return b.w.Snooze(ctx, id, until, user)
+	return slackErr(b.w.Snooze(ctx, id, until, user))
 }
 
 func (b *bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, error) {
 	inc, err := b.w.Recheck(ctx, id)
 	if err != nil {
-		return slackapp.Incident{}, err
+		return slackapp.Incident{}, slackErr(err)
 	}
 	b.mu.Lock()
 	delete(b.proven, id)
