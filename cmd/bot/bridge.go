@@ -403,14 +403,30 @@ func (b *bridge) FollowRollout(ctx context.Context, incidentID string, progress 
 	}
 	b.mu.Unlock()
 	if len(st.Failing) > 0 && inc.Diagnosis != nil {
-		// Still failing: diagnose the new image from the failing pod's words.
-		f := st.Failing[0]
-		t := inc.Diagnosis.Target
-		t.Image, t.Reason, t.Message, t.Hints = f.Image, f.Reason, f.Message, nil
-		d := b.diag.Diagnose(ctx, t, nil)
+		d := b.rediagnose(ctx, inc, st.Failing[0])
 		rr.Diagnosis = &d
 	}
 	return rr, err
+}
+
+// rediagnose diagnoses the image a rollout still fails on, from the failing
+// pod as the watcher would: with the pod's own pull credentials (so a
+// private registry does not read as unauthorized), its node's platform and
+// the workload's hints. When that pod cannot be read it falls back to the
+// kubelet's words alone, which claim no more than they carry.
+func (b *bridge) rediagnose(ctx context.Context, inc watch.Incident, f watch.PodFailure) diagnose.Diagnosis {
+	incs, err := watch.DiagnoseWorkload(ctx, b.cs, b.diag, b.log, b.cluster, inc.Key.Namespace, inc.Key.Workload)
+	if err == nil {
+		for _, got := range incs {
+			if got.Key.Container == inc.Key.Container && got.Key.Image == f.Image && got.Diagnosis != nil {
+				return *got.Diagnosis
+			}
+		}
+	}
+	b.log.Debug("rollout still failing; diagnosing from the kubelet's words", "incident", inc.ID, "image", f.Image, "err", err)
+	t := inc.Diagnosis.Target
+	t.Image, t.Reason, t.Message, t.Hints, t.Lookup = f.Image, f.Reason, f.Message, nil, nil
+	return diagnose.DiagnoseOffline(t)
 }
 
 // patchResult names a patch outcome for pullfix_patches_total.
