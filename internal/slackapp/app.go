@@ -270,6 +270,11 @@ type App struct {
 	ctx     context.Context // ends with Close
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// details maps a root message ("channel:ts") to its details reply's
+	// ts, so a refined diagnosis edits the reply instead of adding one.
+	detailsMu sync.Mutex
+	details   map[string]string
 }
 
 type job struct {
@@ -287,7 +292,7 @@ func New(api *slack.Client, cfg Config, deps Deps, opts ...Option) *App {
 	a := &App{
 		api: api, web: api, cfg: cfg, deps: deps,
 		log: slog.Default(), maxBody: DefaultMaxBody, snooze: DefaultSnooze, now: time.Now,
-		workers: DefaultWorkers, backlog: DefaultBacklog,
+		workers: DefaultWorkers, backlog: DefaultBacklog, details: map[string]string{},
 	}
 	for _, o := range opts {
 		o(a)
@@ -385,8 +390,51 @@ type Group struct {
 // returns where it is ("channel:ts"), for the caller to store. It waits
 // for Slack (pacing, 429s and outages included) until ctx ends; a root
 // notification is never dropped.
+//
+// The root message is short (what broke, the evidence line, the fix
+// button); the details (the kubelet's words, the registry requests, how
+// each candidate was found) follow as the thread's first reply. A failed
+// details reply is logged, never an error: the root is what pages.
 func (a *App) Opened(ctx context.Context, inc Incident) (string, error) {
-	return a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(a.messageInput(inc, StateOpen)))
+	in := a.messageInput(inc, StateOpen)
+	ref, err := a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(in))
+	if err != nil {
+		return ref, err
+	}
+	a.postDetails(ctx, ref, RenderDetails(in))
+	return ref, nil
+}
+
+// postDetails posts (or, when the root has one already, edits) the
+// details reply in the root's thread.
+func (a *App) postDetails(ctx context.Context, ref string, m Message) {
+	channel, ts, ok := ParseRef(ref)
+	if !ok {
+		return
+	}
+	a.detailsMu.Lock()
+	replyTS, edit := a.details[ref]
+	a.detailsMu.Unlock()
+	var err error
+	if edit {
+		err = a.queue.Do(ctx, KindEdit, channel, Ref(channel, replyTS), "chat.update", func(ctx context.Context) error {
+			_, _, _, err := a.web.UpdateMessageContext(ctx, channel, replyTS, m.MsgOptions()...)
+			return err
+		})
+	} else {
+		err = a.queue.Do(ctx, KindReply, channel, "", "chat.postMessage", func(ctx context.Context) error {
+			_, t, err := a.web.PostMessageContext(ctx, channel, append(m.MsgOptions(), slack.MsgOptionTS(ts))...)
+			if err == nil {
+				a.detailsMu.Lock()
+				a.details[ref] = t
+				a.detailsMu.Unlock()
+			}
+			return err
+		})
+	}
+	if err != nil {
+		a.log.WarnContext(ctx, "details reply not posted", "ref", ref, "err", err)
+	}
 }
 
 // OpenedGroup posts one root message for a storm. It goes to the
@@ -404,7 +452,13 @@ func (a *App) OpenedGroup(ctx context.Context, g Group) (string, error) {
 			channel = a.cfg.ChannelFor(ns)
 		}
 	}
-	return a.postRoot(ctx, channel, RenderGroup(GroupInput{Cluster: a.cfg.Cluster, GroupID: g.ID, Diagnosis: g.Diagnosis, Workloads: g.Workloads}))
+	in := GroupInput{Cluster: a.cfg.Cluster, GroupID: g.ID, Diagnosis: g.Diagnosis, Workloads: g.Workloads}
+	ref, err := a.postRoot(ctx, channel, RenderGroup(in))
+	if err != nil {
+		return ref, err
+	}
+	a.postDetails(ctx, ref, RenderGroupDetails(in))
+	return ref, nil
 }
 
 func (a *App) postRoot(ctx context.Context, channel string, m Message) (string, error) {
@@ -466,7 +520,12 @@ func (a *App) Refresh(ctx context.Context, inc Incident) error {
 	if _, _, ok := ParseRef(inc.Ref); !ok {
 		return fmt.Errorf("slackapp: incident %s has no message reference", inc.ID)
 	}
-	return a.EditRoot(ctx, inc.Ref, Render(a.messageInput(inc, StateOpen)))
+	in := a.messageInput(inc, StateOpen)
+	if err := a.EditRoot(ctx, inc.Ref, Render(in)); err != nil {
+		return err
+	}
+	a.postDetails(ctx, inc.Ref, RenderDetails(in))
+	return nil
 }
 
 // EditRoot replaces the root message at ref with m (chat.update). Edits

@@ -411,11 +411,12 @@ func (e *env) ephemeralWith(user, want string) slackemu.Ephemeral {
 	return got
 }
 
-// replies returns the thread replies' texts.
+// replies returns the thread replies' texts after the details reply
+// (which TestOpenedPostsDetails checks).
 func (e *env) replies(channel, ts string) []string {
 	var out []string
 	for _, m := range e.emu.Thread(channel, ts) {
-		if m.TS != ts {
+		if m.TS != ts && !strings.HasPrefix(m.Text, "Details: ") {
 			out = append(out, m.Text)
 		}
 	}
@@ -429,4 +430,43 @@ func anyContains(list []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestOpenedPostsDetails: the root message stays short and the thread's
+// first reply carries the details; a refined diagnosis edits that reply
+// instead of adding a second one.
+func TestOpenedPostsDetails(t *testing.T) {
+	e := newEnv(t, envOpts{noStart: true})
+	ch, ts := e.open("inc-default")
+	var th []slackemu.Message
+	for _, m := range e.emu.Thread(ch, ts) {
+		if m.TS != ts {
+			th = append(th, m)
+		}
+	}
+	if len(th) != 1 || !strings.HasPrefix(th[0].Text, "Details: ") {
+		t.Fatalf("thread after Opened = %+v, want one details reply", th)
+	}
+	for _, want := range []string{"Kubelet said", "What to do", "How the fix was found"} {
+		if !strings.Contains(string(th[0].Blocks), want) {
+			t.Errorf("details reply lacks %q: %s", want, th[0].Blocks)
+		}
+	}
+	root, _ := e.emu.Message(ch, ts)
+	if strings.Contains(string(root.Blocks), "Kubelet said:*\\n```") {
+		t.Errorf("root message still carries the kubelet's whole message: %s", root.Blocks)
+	}
+	inc, _ := e.incs.Incident(e.ctx, "inc-default")
+	if err := e.app.Refresh(e.ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	var after []slackemu.Message
+	for _, m := range e.emu.Thread(ch, ts) {
+		if m.TS != ts {
+			after = append(after, m)
+		}
+	}
+	if len(after) != 1 || after[0].TS != th[0].TS || len(after[0].Edits) != 1 {
+		t.Errorf("thread after Refresh = %d replies (first edited %d times), want the one details reply, edited once", len(after), len(after[0].Edits))
+	}
 }

@@ -225,11 +225,12 @@ func TestThirtyIncidentsAllDelivered(t *testing.T) {
 			t.Errorf("unexpected answer %d %s", c.Status, c.Error)
 		}
 	}
-	if ok != n {
-		t.Errorf("%d accepted posts, want %d", ok, n)
+	// Each incident is two posts: the root and its details reply.
+	if ok != 2*n {
+		t.Errorf("%d accepted posts, want %d", ok, 2*n)
 	}
 	m.mu.Lock()
-	if m.rateLimited != limited || m.sent["chat.postMessage"] != n {
+	if m.rateLimited != limited || m.sent["chat.postMessage"] != 2*n {
 		t.Errorf("metrics: %d rate limited (emulator %d), %d sent", m.rateLimited, limited, m.sent["chat.postMessage"])
 	}
 	m.mu.Unlock()
@@ -258,8 +259,8 @@ func TestPacingAvoids429(t *testing.T) {
 		t.Errorf("%d posts answered 429 at the paced rate", n)
 	}
 	calls := e.emu.Calls("chat.postMessage")
-	if len(calls) != 10 {
-		t.Fatalf("%d posts, want 10", len(calls))
+	if len(calls) != 20 { // 10 roots, 10 details replies
+		t.Fatalf("%d posts, want 20", len(calls))
 	}
 	for i := 1; i < len(calls); i++ {
 		// Emulator timestamps are taken on arrival; allow for scheduling.
@@ -358,8 +359,8 @@ func TestPostBurst(t *testing.T) {
 		t.Errorf("%d posts answered 429 within the burst Slack allows", n)
 	}
 	calls := e.emu.Calls("chat.postMessage")
-	if len(calls) != 5 {
-		t.Fatalf("%d posts, want 5", len(calls))
+	if len(calls) != 10 { // 5 roots, 5 details replies
+		t.Fatalf("%d posts, want 10", len(calls))
 	}
 	if span := calls[2].At.Sub(calls[0].At); span >= interval {
 		t.Errorf("the first three posts took %s: the burst was paced", span)

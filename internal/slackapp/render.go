@@ -3,6 +3,7 @@ package slackapp
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,7 +127,13 @@ const (
 )
 
 // Render renders the incident message (the channel's root message, or the
-// ephemeral answer to /pullfix) for any state.
+// ephemeral answer to /pullfix) for any state. It is what a person paged
+// at night reads first, on a phone: a title naming the workload and the
+// cause, one line of evidence in the registry's or the kubelet's own
+// words, the verified fix as the primary button with its one-line reason,
+// the other buttons, and one context line. Everything else (the kubelet's
+// whole message, the registry requests, how each candidate was found) is
+// in RenderDetails, posted as the thread's first reply.
 func Render(in MessageInput) Message {
 	in.fill()
 	d := in.Diagnosis
@@ -138,9 +145,9 @@ func Render(in MessageInput) Message {
 	case StateResolved:
 		return renderResolved(in, b)
 	case StateStillFailing:
-		b.header("Still failing: " + title)
+		b.header("Still failing — " + headline(in.Name, d.Cause))
 	default:
-		b.header(title)
+		b.header(headline(in.Name, d.Cause))
 	}
 
 	var text string
@@ -153,7 +160,7 @@ func Render(in MessageInput) Message {
 		if in.FixImage != "" {
 			line += " after " + fixPhrase(in.FixAction, in.FixImage)
 		}
-		b.section("state", line+".* The pods still cannot pull; the new diagnosis follows.")
+		b.section("state", line+".* The pods still cannot pull.")
 		text = fmt.Sprintf("Still failing: %s — %s (cluster %s)", title, workload, in.Cluster)
 	case StateDismissed:
 		b.section("state", "🚫 *Dismissed* "+byActor("", in.Actor)+". Nothing was changed.")
@@ -168,20 +175,24 @@ func Render(in MessageInput) Message {
 		b.context("note", esc(in.StateNote))
 	}
 
-	b.facts(in)
-	summary := esc(d.Summary)
-	if d.NodeSide {
-		summary += "\n_pullfix reached the registry but the node did not: look at the nodes' network path (NAT, proxy, security groups, DNS)._"
+	short := in.State == StateFixing || in.State == StateDismissed
+	if !short {
+		if line := evidenceLine(d); line != "" {
+			b.section("evidence", line)
+		}
 	}
-	if summary != "" {
-		b.section("summary", summary)
-	}
-	b.evidence(d)
-	if d.Remedy != "" {
-		b.section("remedy", "*Remedy:* "+esc(d.Remedy))
-	}
-
 	buttons := in.State == StateOpen || in.State == StateStillFailing || in.State == StateSnoozed
+	fixes := buttons && !isEphemeralContainer(in.Container) && (len(d.Candidates) > 0 || len(in.ProvenSecrets) > 0)
+	if !short && !fixes {
+		// No button fixes it: the root says what to do instead.
+		what := esc(d.Remedy)
+		if d.NodeSide {
+			what = strings.TrimSpace("pullfix reached the registry but the node did not: look at the nodes' network path. " + what)
+		}
+		if what != "" {
+			b.section("remedy", "*What to do:* "+what)
+		}
+	}
 	if buttons {
 		b.fixButtons(in)
 		var acts []Action
@@ -190,14 +201,36 @@ func Render(in MessageInput) Message {
 			acts = append(acts, ActionSnooze)
 		}
 		acts = append(acts, ActionDismiss)
-		b.controlButtons(in.Cluster, in.IncidentID, acts)
+		b.controlButtons(in, acts)
 	}
-	b.footer(in.Cluster, in.IncidentID, d)
+	b.footer(in.Cluster, in.Namespace, in.IncidentID, d)
 	return b.message(text)
 }
 
+// headline is the title: "ui-new: repository not found".
+func headline(name string, c diagnose.Cause) string {
+	t := c.Title()
+	if name == "" {
+		return t
+	}
+	return name + ": " + lowerFirst(t)
+}
+
+// lowerFirst lowercases a title's first letter for use after a colon,
+// leaving acronyms ("HTTP", "TLS") as they are.
+func lowerFirst(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	if r2, _ := utf8.DecodeRuneInString(s[n:]); r2 >= 'A' && r2 <= 'Z' {
+		return s
+	}
+	return strings.ToLower(string(r)) + s[n:]
+}
+
 // renderResolved: "✅ ui-new 1/1 Running on retail-store-sample-ui:1.2.1",
-// what it was, who fixed it. No buttons.
+// who fixed it and what it was, in two lines. No buttons.
 func renderResolved(in MessageInput, b *builder) Message {
 	d := in.Diagnosis
 	line := in.Name
@@ -219,14 +252,310 @@ func renderResolved(in MessageInput, b *builder) Message {
 	if in.Actor != "" {
 		who = "Fixed by <@" + in.Actor + ">: " + fixPhrase(in.FixAction, in.FixImage) + "."
 	}
-	b.section("state", who+"\nWas: *"+esc(d.Cause.Title())+"* on "+code(in.Image))
+	b.section("state", who+"\nWas: *"+esc(lowerFirst(d.Cause.Title()))+"* on "+code(in.Image))
 	if in.StateNote != "" {
 		b.context("note", esc(in.StateNote))
 	}
-	in.PodCount, in.Image = 0, "" // what failed is said above; nothing fails now
-	b.facts(in)
-	b.footer(in.Cluster, in.IncidentID, d)
+	b.footer(in.Cluster, in.Namespace, in.IncidentID, d)
 	return b.message(fmt.Sprintf("✅ %s %s (cluster %s) — was: %s", in.Kind, line, in.Cluster, d.Cause.Title()))
+}
+
+// RenderDetails is the thread's first reply: where people look for
+// details. The workload's facts, the summary, the kubelet's words, what
+// the registry said and each request the probe made (saying what it
+// established), what to do, and how each candidate was found.
+func RenderDetails(in MessageInput) Message {
+	in.fill()
+	d := in.Diagnosis
+	b := newBuilder("pfd", fmt.Sprintf("%+v", in))
+	facts := "*Details* — " + esc(in.Kind) + " " + code(in.Namespace+"/"+in.Name)
+	if in.Container != "" {
+		facts += ", container " + code(in.Container)
+	}
+	if in.PodCount > 0 {
+		facts += fmt.Sprintf(", %d failing %s", in.PodCount, plural(in.PodCount, "pod", "pods"))
+	}
+	if in.Image != "" {
+		facts += "\nImage: " + code(shorten(in.Image, 1000))
+	}
+	if d.Summary != "" {
+		facts += "\n" + esc(d.Summary)
+	}
+	if d.NodeSide {
+		facts += "\n_pullfix reached the registry but the node did not: look at the nodes' network path (NAT, proxy, security groups, DNS)._"
+	}
+	b.section("facts", facts)
+	b.evidence(d)
+	if d.Remedy != "" {
+		b.section("remedy", "*What to do:* "+esc(d.Remedy))
+	}
+	b.candidatesFound(in)
+	b.footer(in.Cluster, in.Namespace, in.IncidentID, d)
+	return b.message(fmt.Sprintf("Details: %s — %s %s/%s", d.Cause.Title(), in.Kind, in.Namespace, in.Name))
+}
+
+// candidatesFound says, for each verified candidate and proven secret,
+// how it was found and what verified it.
+func (b *builder) candidatesFound(in MessageInput) {
+	d := in.Diagnosis
+	var lines []string
+	for i, c := range d.Candidates {
+		if i == maxCandidatesShown {
+			lines = append(lines, fmt.Sprintf("_%d more candidates not shown._", len(d.Candidates)-i))
+			break
+		}
+		l := "• " + code(shorten(c.Image, 300)) + " — " + candidateOrigin(c.Kind)
+		if c.Reason != "" {
+			l += ": " + esc(shorten(c.Reason, 400))
+		}
+		if c.Digest != "" {
+			l += "; verified " + code(shortDigest(c.Digest)) + " for " + esc(platformOf(d))
+		}
+		lines = append(lines, l)
+	}
+	for i, s := range in.ProvenSecrets {
+		if i == maxSecretsShown {
+			lines = append(lines, fmt.Sprintf("_%d more pull secrets not shown._", len(in.ProvenSecrets)-i))
+			break
+		}
+		lines = append(lines, "• pull secret "+code(s)+" — the registry accepted its credentials for this image")
+	}
+	if len(lines) == 0 {
+		return
+	}
+	b.section("found", "*How the fix was found:*\n"+joinCapped(lines, maxCandidatesShown+maxSecretsShown+2, maxText-40, func(more int) string {
+		return fmt.Sprintf("_…and %d more not shown_", more)
+	}))
+}
+
+// candidateOrigin is where a candidate came from, in plain words.
+func candidateOrigin(k diagnose.CandidateKind) string {
+	switch k {
+	case diagnose.CandidateLastHealthy:
+		return "the workload's last healthy revision"
+	case diagnose.CandidateInCluster:
+		return "runs elsewhere in the cluster"
+	case diagnose.CandidateTag:
+		return "the nearest existing tag in the registry"
+	case diagnose.CandidateRepository:
+		return "the closest existing repository in the registry"
+	}
+	return "found by pullfix"
+}
+
+func platformOf(d diagnose.Diagnosis) string {
+	p := d.Target.Platform
+	if p.OS == "" || p.Architecture == "" {
+		return "linux/amd64"
+	}
+	return p.String()
+}
+
+// fixReason is the one line beside the primary button: "same tag,
+// repository 3 letters away, verified for linux/amd64".
+func fixReason(in MessageInput, c diagnose.Candidate) string {
+	var parts []string
+	oldName, oldTag := splitRef(in.Image)
+	newName, newTag := splitRef(c.Image)
+	switch c.Kind {
+	case diagnose.CandidateLastHealthy:
+		if c.Reason != "" {
+			parts = append(parts, shorten(c.Reason, 80))
+		} else {
+			parts = append(parts, "the last healthy revision")
+		}
+	case diagnose.CandidateInCluster:
+		parts = append(parts, "runs elsewhere in the cluster")
+	default:
+		if oldTag != "" && oldTag == newTag {
+			parts = append(parts, "same tag")
+		} else if oldName == newName && newTag != "" {
+			parts = append(parts, "nearest existing tag")
+		}
+		if oldName != newName && oldName != "" {
+			n := editDistance(oldName, newName)
+			parts = append(parts, fmt.Sprintf("repository %d %s away", n, plural(n, "letter", "letters")))
+		}
+	}
+	if c.Digest != "" {
+		parts = append(parts, "verified for "+platformOf(in.Diagnosis))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// splitRef splits "host/path:tag@digest" into "host/path" and "tag".
+func splitRef(ref string) (name, tag string) {
+	ref, _, _ = strings.Cut(ref, "@")
+	i := strings.LastIndex(ref, ":")
+	if i > strings.LastIndex(ref, "/") {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, ""
+}
+
+// editDistance is the Levenshtein distance in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// evidenceLine is the root message's one line of evidence: the registry's
+// own answer when it gave one ("public.ecr.aws: NAME_UNKNOWN for
+// aws-containers/retailing-store-sample-ui"), else the kubelet's words.
+func evidenceLine(d diagnose.Diagnosis) string {
+	if d.Certainty == diagnose.CertaintyRegistry {
+		for _, p := range d.Probes {
+			host, repo, ping := stepTarget(p.Request)
+			status, codes := stepStatus(p.Result)
+			if status < 400 || (ping && status == 401) {
+				continue
+			}
+			said := codes
+			if said == "" {
+				said = fmt.Sprintf("HTTP %d", status)
+			}
+			line := "*Registry said:* " + esc(host) + ": " + code(said)
+			if repo != "" {
+				line += " for " + code(repo)
+			}
+			return line
+		}
+	}
+	for _, e := range d.Evidence {
+		if e.Source == diagnose.FromKubelet && e.Text != "" {
+			return "*Kubelet said:* " + code(shorten(oneLine(e.Text), 200))
+		}
+	}
+	if d.Target.Message != "" {
+		return "*Kubelet said:* " + code(shorten(oneLine(d.Target.Message), 200))
+	}
+	for _, e := range d.Evidence {
+		if e.Text != "" {
+			return "*Registry said:* " + code(shorten(oneLine(e.Text), 200))
+		}
+	}
+	return ""
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// stepTarget reads a probe request ("GET host/v2/repo/manifests/tag",
+// "GET host/token?scope=repository:repo:pull") into its host and
+// repository; ping is the version check "GET host/v2/".
+func stepTarget(req string) (host, repo string, ping bool) {
+	_, rest, _ := strings.Cut(req, " ")
+	rest, query, _ := strings.Cut(rest, "?")
+	host, path, _ := strings.Cut(rest, "/")
+	if path == "v2/" || path == "v2" {
+		return host, "", true
+	}
+	if s, ok := strings.CutPrefix(query, "scope=repository:"); ok {
+		if i := strings.LastIndex(s, ":"); i > 0 {
+			s = s[:i]
+		}
+		return host, s, false
+	}
+	if p, ok := strings.CutPrefix(path, "v2/"); ok {
+		for _, sep := range []string{"/manifests/", "/blobs/", "/tags/list"} {
+			if i := strings.Index(p, sep); i >= 0 {
+				return host, p[:i], false
+			}
+		}
+		return host, p, false
+	}
+	name, _ := splitRef(path)
+	return host, name, false
+}
+
+// stepStatus reads a probe result ("404 NAME_UNKNOWN", "200 sha256:…",
+// "error: …") into its HTTP status (0 for none) and registry error codes.
+func stepStatus(res string) (status int, codes string) {
+	head, rest, _ := strings.Cut(res, " ")
+	if _, err := fmt.Sscanf(head, "%d", &status); err != nil || len(head) != 3 {
+		return 0, ""
+	}
+	if !strings.HasPrefix(rest, "sha256:") {
+		codes = rest
+	}
+	return status, codes
+}
+
+// stepMeaning says what one probe request established, in plain words:
+// an HTTPS attempt answered by a plain-HTTP registry is the probe's normal
+// fallback, not a fault, and the version check's 401 asks for the token
+// that follows.
+func stepMeaning(p diagnose.ProbeStep) string {
+	if e, ok := strings.CutPrefix(p.Result, "error: "); ok {
+		switch {
+		case strings.Contains(e, "does not look like a TLS handshake"), strings.Contains(e, "HTTP response to HTTPS client"):
+			return "registry speaks plain HTTP (as configured)"
+		case strings.Contains(e, "no such host"):
+			return "host name does not resolve: " + e
+		case strings.Contains(e, "timeout"), strings.Contains(e, "deadline exceeded"):
+			return "no answer in time: " + e
+		case strings.Contains(e, "connection refused"):
+			return "connection refused: " + e
+		case strings.Contains(e, "x509"), strings.Contains(e, "certificate"):
+			return "certificate not trusted: " + e
+		}
+		return "failed: " + e
+	}
+	if rest, ok := strings.CutPrefix(p.Result, "ok"); ok {
+		return "ok" + rest
+	}
+	_, _, ping := stepTarget(p.Request)
+	status, codes := stepStatus(p.Result)
+	with := func(s string) string {
+		if codes != "" {
+			return fmt.Sprintf("%s (%d %s)", s, status, codes)
+		}
+		return fmt.Sprintf("%s (%d)", s, status)
+	}
+	switch {
+	case status == 0:
+		return p.Result
+	case status < 300:
+		if ping {
+			return "registry answers"
+		}
+		if d, ok := strings.CutPrefix(p.Result, fmt.Sprintf("%d ", status)); ok && strings.HasPrefix(d, "sha256:") {
+			return "exists: " + shortDigest(d)
+		}
+		return fmt.Sprintf("ok (%d)", status)
+	case ping && status == 401:
+		return "registry asks for a token (normal; the token request follows)"
+	case strings.Contains(codes, "NAME_UNKNOWN"):
+		return with("repository does not exist")
+	case strings.Contains(codes, "MANIFEST_UNKNOWN"):
+		return with("tag or manifest does not exist")
+	case status == 404:
+		return with("not found")
+	case status == 401:
+		return with("credentials missing or refused")
+	case status == 403:
+		return with("access denied")
+	case status == 429:
+		return with("rate limited")
+	case status >= 500:
+		return with("registry error")
+	}
+	return with("refused")
 }
 
 // GroupWorkload is one workload of a grouped storm.
@@ -256,7 +585,9 @@ type GroupInput struct {
 // maxGroupLines caps the listed workloads; the rest become "and N more".
 const maxGroupLines = 25
 
-// RenderGroup renders one message for a storm, listing the workloads.
+// RenderGroup renders one message for a storm, by the root message's
+// rule: a title, one line per workload, the evidence line, what to do,
+// the buttons and one context line. RenderGroupDetails holds the rest.
 func RenderGroup(in GroupInput) Message {
 	if in.State == "" {
 		in.State = StateOpen
@@ -268,7 +599,7 @@ func RenderGroup(in GroupInput) Message {
 	b := newBuilder("pfg", fmt.Sprintf("%+v", in))
 	n := len(in.Workloads)
 	title := d.Cause.Title()
-	b.header(fmt.Sprintf("%s: %d %s", title, n, plural(n, "workload", "workloads")))
+	b.header(fmt.Sprintf("%d %s: %s", n, plural(n, "workload", "workloads"), lowerFirst(title)))
 	switch in.State {
 	case StateDismissed:
 		b.section("state", "🚫 *Dismissed* "+byActor("", in.Actor)+". Nothing was changed.")
@@ -277,47 +608,38 @@ func RenderGroup(in GroupInput) Message {
 	case StateResolved:
 		b.section("state", "✅ *Resolved:* every listed workload runs again.")
 	}
-	b.fields("facts", []string{
-		"*Cluster*\n" + code(in.Cluster),
-		"*Workloads*\n" + fmt.Sprint(n),
-		"*Failing pods*\n" + fmt.Sprint(sumPods(in.Workloads)),
-	})
-	if d.Summary != "" {
-		b.section("summary", esc(d.Summary))
-	}
 
 	var lines []string
 	names := make([]string, 0, n)
 	for _, w := range in.Workloads {
 		names = append(names, w.Name)
-		l := fmt.Sprintf("• %s %s", esc(w.Kind), code(w.Namespace+"/"+w.Name))
-		if w.Container != "" {
-			l += " · container " + code(w.Container)
-		}
+		l := "• " + code(w.Namespace+"/"+w.Name)
 		if w.PodCount > 0 {
 			l += fmt.Sprintf(" · %d %s", w.PodCount, plural(w.PodCount, "pod", "pods"))
 		}
 		if w.Image != "" {
-			l += " · " + code(shorten(w.Image, 120))
+			l += " · " + code(shorten(shortImage(w.Image), 80))
 		}
 		lines = append(lines, l)
 	}
 	b.section("workloads", joinCapped(lines, maxGroupLines, maxText-200, func(more int) string {
 		return fmt.Sprintf("_…and %d more_", more)
 	}))
-	b.evidence(d)
-	if d.Remedy != "" {
-		b.section("remedy", "*Remedy:* "+esc(d.Remedy))
-	}
 	if in.State == StateOpen || in.State == StateSnoozed {
+		if line := evidenceLine(d); line != "" {
+			b.section("evidence", line)
+		}
+		if d.Remedy != "" {
+			b.section("remedy", "*What to do:* "+esc(d.Remedy))
+		}
 		acts := []Action{ActionRecheck}
 		if in.State == StateOpen {
 			acts = append(acts, ActionSnooze)
 		}
 		acts = append(acts, ActionDismiss)
-		b.controlButtons(in.Cluster, in.GroupID, acts)
+		b.controlButtons(MessageInput{Cluster: in.Cluster, IncidentID: in.GroupID}, acts)
 	}
-	b.footer(in.Cluster, in.GroupID, d)
+	b.footer(in.Cluster, "", in.GroupID, d)
 	text := fmt.Sprintf("%s: %d %s in cluster %s (%s)", title, n, plural(n, "workload", "workloads"), in.Cluster, joinNames(names, 5))
 	if in.State != StateOpen {
 		text = string(in.State) + ": " + text
@@ -325,6 +647,41 @@ func RenderGroup(in GroupInput) Message {
 	return b.message(text)
 }
 
+// RenderGroupDetails is a storm's first thread reply: every workload with
+// its kind, container and full image, the summary, the kubelet's words and
+// the registry requests.
+func RenderGroupDetails(in GroupInput) Message {
+	if in.Cluster == "" {
+		in.Cluster = in.Diagnosis.Target.Cluster
+	}
+	d := in.Diagnosis
+	b := newBuilder("pfgd", fmt.Sprintf("%+v", in))
+	var lines []string
+	for _, w := range in.Workloads {
+		l := "• " + esc(w.Kind) + " " + code(w.Namespace+"/"+w.Name)
+		if w.Container != "" {
+			l += " · container " + code(w.Container)
+		}
+		if w.PodCount > 0 {
+			l += fmt.Sprintf(" · %d failing %s", w.PodCount, plural(w.PodCount, "pod", "pods"))
+		}
+		if w.Image != "" {
+			l += " · " + code(shorten(w.Image, 120))
+		}
+		lines = append(lines, l)
+	}
+	head := "*Details*"
+	if d.Summary != "" {
+		head += " — " + esc(d.Summary)
+	}
+	b.section("facts", head)
+	b.section("workloads", joinCapped(lines, maxGroupLines, maxText-200, func(more int) string {
+		return fmt.Sprintf("_…and %d more_", more)
+	}))
+	b.evidence(d)
+	b.footer(in.Cluster, "", in.GroupID, d)
+	return b.message(fmt.Sprintf("Details: %s — %d %s", d.Cause.Title(), len(in.Workloads), plural(len(in.Workloads), "workload", "workloads")))
+}
 // UpdateEvent is what a thread reply reports.
 type UpdateEvent string
 
@@ -664,7 +1021,7 @@ func (b *builder) evidence(d diagnose.Diagnosis) {
 		case diagnose.FromKubelet:
 			label = "Kubelet said"
 		case diagnose.FromProbe:
-			label = "Registry probe"
+			label = "Registry said"
 		}
 		items = append(items, item{label, e.Text})
 	}
@@ -675,9 +1032,9 @@ func (b *builder) evidence(d diagnose.Diagnosis) {
 				lines = append(lines, fmt.Sprintf("… %d more requests", len(d.Probes)-i))
 				break
 			}
-			lines = append(lines, fmt.Sprintf("%s → %s (%s)", p.Request, p.Result, p.Duration.Round(time.Millisecond)))
+			lines = append(lines, fmt.Sprintf("%s → %s (%s)", p.Request, stepMeaning(p), p.Duration.Round(time.Millisecond)))
 		}
-		label := "Registry requests"
+		label := "Requests pullfix made to the registry"
 		if d.ProbeDuration > 0 {
 			label += " (" + d.ProbeDuration.Round(time.Millisecond).String() + ")"
 		}
@@ -746,110 +1103,206 @@ func fairShares(lens []int, budget int) []int {
 	return caps
 }
 
-// fixButtons: one row per verified candidate ("Set image to …", or "Roll
-// back to …" for the last healthy revision) and per proven pull secret,
-// each with the reason beside the button.
+// fixButtons: the verified fix as the primary button, its one-line reason
+// just above it. The first candidate (diagnose orders them, safest first)
+// or, without one, the first proven pull secret is the primary; the others
+// become plain buttons in the controls row (their reasons are in the
+// details reply).
 func (b *builder) fixButtons(in MessageInput) {
 	if isEphemeralContainer(in.Container) {
 		b.ephemeralCandidates(in)
 		return
 	}
 	d := in.Diagnosis
-	wl := fmt.Sprintf("%s %s/%s, container %s, cluster %s", in.Kind, in.Namespace, in.Name, in.Container, in.Cluster)
+	switch {
+	case len(d.Candidates) > 0:
+		p := primaryCandidate(d)
+		reason := fixReason(in, d.Candidates[p])
+		line := "✅ *Verified fix*"
+		if reason != "" {
+			line += ": " + esc(reason)
+		}
+		b.section("fix-why", line)
+		b.actions("fix", b.candidateButton(in, p, true))
+	case len(in.ProvenSecrets) > 0:
+		b.section("fix-why", "✅ *Verified fix*: the registry accepted the credentials of "+code(in.ProvenSecrets[0])+" for this image")
+		b.actions("fix", b.secretButton(in, 0, true))
+	}
+}
+
+// primaryCandidate is the index of the fix offered first: the first
+// candidate that sets the image the workload asked for (a typo fixed, the
+// nearest tag), else the first (a rollback). Going back to the last
+// healthy revision undoes the change someone meant to make, so it is the
+// second choice, one button away.
+func primaryCandidate(d diagnose.Diagnosis) int {
 	for i, c := range d.Candidates {
 		if i == maxCandidatesShown {
-			b.context("cand-more", fmt.Sprintf("%d more candidates not shown.", len(d.Candidates)-i))
 			break
 		}
-		act, verb, label := ActionSetImage, "Set image to", "Verified candidate"
-		switch c.Kind {
-		case diagnose.CandidateLastHealthy:
-			act, verb, label = ActionRollback, "Roll back to", "Last healthy revision"
-		case diagnose.CandidateInCluster:
-			label = "Runs elsewhere in the cluster"
-		case diagnose.CandidateTag:
-			label = "Nearest existing tag"
-		case diagnose.CandidateRepository:
-			label = "Closest existing repository"
+		if c.Kind != diagnose.CandidateLastHealthy {
+			return i
 		}
-		v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: act, Arg: c.ID}
-		text := "*" + label + ":* " + code(shorten(c.Image, 500))
-		if c.Reason != "" {
-			text += "\n" + esc(shorten(c.Reason, 1000))
-		}
-		if c.Digest != "" {
-			text += "\n_verified: " + code(shortDigest(c.Digest)) + "_"
-		}
-		confirm := confirmDialog(
-			strings.TrimSuffix(verb, " to")+"?",
-			code(shorten(in.Image, 110))+" → "+code(shorten(c.Image, 110))+"\n"+esc(wl),
-			strings.TrimSuffix(verb, " to"),
-		)
-		b.buttonRow("cand-"+safeID(c.ID, i), text, v, verb+" "+imageForButton(c.Image, maxButtonText-len(verb)-1), confirm)
 	}
-	for i, s := range in.ProvenSecrets {
-		if i == maxSecretsShown {
-			b.context("secret-more", fmt.Sprintf("%d more pull secrets not shown.", len(in.ProvenSecrets)-i))
-			break
-		}
-		v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: ActionAddSecret, Arg: s}
-		text := "*Proven pull secret:* " + code(s) + "\nThe registry accepted its credentials for this image."
-		confirm := confirmDialog("Add imagePullSecret?", "Add "+code(shorten(s, 100))+" to the pod template of "+esc(wl), "Add secret")
-		b.buttonRow("secret-"+fmt.Sprint(i+1), text, v, shorten("Add imagePullSecret "+s, maxButtonText), confirm)
-	}
+	return 0
 }
 
-// buttonRow is a section with the button as its accessory; a value that
-// cannot be encoded leaves the button out and says so.
-func (b *builder) buttonRow(name, text string, v ActionValue, label string, confirm *slack.ConfirmationBlockObject) {
-	var acc *slack.Accessory
+// secondaryFixes are the fix buttons after the primary one.
+func (b *builder) secondaryFixes(in MessageInput) []slack.BlockElement {
+	if isEphemeralContainer(in.Container) {
+		return nil
+	}
+	var els []slack.BlockElement
+	d := in.Diagnosis
+	p := primaryCandidate(d)
+	for i := 0; i < len(d.Candidates) && i < maxCandidatesShown; i++ {
+		if i != p {
+			els = append(els, b.candidateButton(in, i, false))
+		}
+	}
+	first := 0
+	if len(d.Candidates) == 0 {
+		first = 1
+	}
+	for i := first; i < len(in.ProvenSecrets) && i < maxSecretsShown; i++ {
+		els = append(els, b.secretButton(in, i, false))
+	}
+	return slicesDeleteNil(els)
+}
+
+func slicesDeleteNil(els []slack.BlockElement) []slack.BlockElement {
+	out := els[:0]
+	for _, e := range els {
+		if btn, ok := e.(*slack.ButtonBlockElement); ok && btn != nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// candidateButton is the button for candidate i ("Set image to …", or
+// "Roll back to …" for the last healthy revision) with its confirm dialog;
+// nil (and a note in the footer) when its value cannot be encoded.
+func (b *builder) candidateButton(in MessageInput, i int, primary bool) *slack.ButtonBlockElement {
+	c := in.Diagnosis.Candidates[i]
+	act, verb := ActionSetImage, "Set image to"
+	if c.Kind == diagnose.CandidateLastHealthy {
+		act, verb = ActionRollback, "Roll back to"
+	}
+	wl := fmt.Sprintf("%s %s/%s, container %s, cluster %s", in.Kind, in.Namespace, in.Name, in.Container, in.Cluster)
+	v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: act, Arg: c.ID}
+	confirm := confirmDialog(
+		strings.TrimSuffix(verb, " to")+"?",
+		code(shorten(in.Image, 110))+" → "+code(shorten(c.Image, 110))+"\n"+esc(wl),
+		strings.TrimSuffix(verb, " to"),
+	)
+	return b.button(v, verb+" "+imageForButton(c.Image, maxButtonText-len(verb)-1), primary, confirm)
+}
+
+func (b *builder) secretButton(in MessageInput, i int, primary bool) *slack.ButtonBlockElement {
+	s := in.ProvenSecrets[i]
+	wl := fmt.Sprintf("%s %s/%s, container %s, cluster %s", in.Kind, in.Namespace, in.Name, in.Container, in.Cluster)
+	v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: ActionAddSecret, Arg: s}
+	confirm := confirmDialog("Add imagePullSecret?", "Add "+code(shorten(s, 100))+" to the pod template of "+esc(wl), "Add secret")
+	return b.button(v, shorten("Add imagePullSecret "+s, maxButtonText), primary, confirm)
+}
+
+// button encodes v into a button; a value that cannot be encoded leaves
+// the button out (nil) and the footer says so.
+func (b *builder) button(v ActionValue, label string, primary bool, confirm *slack.ConfirmationBlockObject) *slack.ButtonBlockElement {
 	if err := v.Validate(); err != nil {
 		b.buttonNote = err.Error()
-	} else {
-		btn := slack.NewButtonBlockElement(v.Action.ActionID(), EncodeAction(v),
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxButtonText), true, false))
-		btn.Style = slack.StylePrimary
-		btn.Confirm = confirm
-		acc = slack.NewAccessory(btn)
+		return nil
 	}
-	b.add(&slack.SectionBlock{Type: slack.MBTSection, BlockID: b.id(name), Text: mrkdwnText(truncate(text, maxText)), Accessory: acc})
+	btn := slack.NewButtonBlockElement(v.Action.ActionID(), EncodeAction(v),
+		slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxButtonText), true, false))
+	if primary {
+		btn.Style = slack.StylePrimary
+	}
+	btn.Confirm = confirm
+	return btn
 }
 
-// controlButtons: Re-check, Snooze 1h, Dismiss in one actions block.
-func (b *builder) controlButtons(cluster, incident string, acts []Action) {
+// actions adds an actions block of the non-nil buttons (none: no block).
+func (b *builder) actions(name string, btns ...*slack.ButtonBlockElement) {
 	var els []slack.BlockElement
-	for _, a := range acts {
-		v := ActionValue{Cluster: cluster, IncidentID: incident, Action: a}
-		if err := v.Validate(); err != nil {
-			b.buttonNote = err.Error()
-			return
+	for _, btn := range btns {
+		if btn != nil {
+			els = append(els, btn)
 		}
-		label := map[Action]string{ActionRecheck: "Re-check", ActionSnooze: "Snooze 1h", ActionDismiss: "Dismiss"}[a]
-		els = append(els, slack.NewButtonBlockElement(a.ActionID(), EncodeAction(v),
-			slack.NewTextBlockObject(slack.PlainTextType, label, true, false)))
+	}
+	if len(els) == 0 {
+		return
 	}
 	if len(els) > maxActionsElems {
 		els = els[:maxActionsElems]
 	}
-	b.add(&slack.ActionBlock{Type: slack.MBTAction, BlockID: b.id("actions"), Elements: &slack.BlockElements{ElementSet: els}})
+	b.add(&slack.ActionBlock{Type: slack.MBTAction, BlockID: b.id(name), Elements: &slack.BlockElements{ElementSet: els}})
 }
 
-func (b *builder) footer(cluster, incident string, d diagnose.Diagnosis) {
+// controlButtons: the secondary fixes, then Re-check, Snooze 1h, Dismiss,
+// in one actions block. Slack wants action ids unique within a block, so a
+// second fix of the same kind (two "Set image" candidates) goes to a row
+// of its own below.
+func (b *builder) controlButtons(in MessageInput, acts []Action) {
+	var rows [][]slack.BlockElement
+	for _, el := range b.secondaryFixes(in) {
+		id := el.(*slack.ButtonBlockElement).ActionID
+		placed := false
+		for r := range rows {
+			if !slices.ContainsFunc(rows[r], func(x slack.BlockElement) bool { return x.(*slack.ButtonBlockElement).ActionID == id }) {
+				rows[r] = append(rows[r], el)
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			rows = append(rows, []slack.BlockElement{el})
+		}
+	}
+	if len(rows) == 0 {
+		rows = append(rows, nil)
+	}
+	for _, a := range acts {
+		v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: a}
+		if err := v.Validate(); err != nil {
+			b.buttonNote = err.Error()
+			break
+		}
+		label := map[Action]string{ActionRecheck: "Re-check", ActionSnooze: "Snooze 1h", ActionDismiss: "Dismiss"}[a]
+		rows[0] = append(rows[0], slack.NewButtonBlockElement(a.ActionID(), EncodeAction(v),
+			slack.NewTextBlockObject(slack.PlainTextType, label, true, false)))
+	}
+	for i, els := range rows {
+		if len(els) == 0 {
+			continue
+		}
+		if len(els) > maxActionsElems {
+			els = els[:maxActionsElems]
+		}
+		name := "actions"
+		if i > 0 {
+			name = fmt.Sprintf("actions-%d", i+1)
+		}
+		b.add(&slack.ActionBlock{Type: slack.MBTAction, BlockID: b.id(name), Elements: &slack.BlockElements{ElementSet: els}})
+	}
+}
+
+// footer is the one context line: cluster · namespace · incident ·
+// who decided the cause.
+func (b *builder) footer(cluster, namespace, incident string, d diagnose.Diagnosis) {
 	parts := []string{"cluster " + code(cluster)}
+	if namespace != "" {
+		parts = append(parts, "namespace "+code(namespace))
+	}
 	if incident != "" {
 		parts = append(parts, "incident "+code(shorten(incident, 80)))
 	}
-	if d.Confidence != "" {
-		parts = append(parts, "confidence "+esc(string(d.Confidence)))
-	}
 	switch d.Certainty {
 	case diagnose.CertaintyRegistry:
-		parts = append(parts, "certainty registry (the registry answered this)")
+		parts = append(parts, "certainty: the registry answered")
 	case diagnose.CertaintyWords:
-		parts = append(parts, "certainty words (the kubelet's message alone)")
-	}
-	if d.ProbeDuration > 0 {
-		parts = append(parts, "probed in "+d.ProbeDuration.Round(time.Millisecond).String())
+		parts = append(parts, "certainty: the kubelet's words only")
 	}
 	if b.buttonNote != "" {
 		parts = append(parts, "⚠️ buttons unavailable: "+esc(b.buttonNote))

@@ -41,6 +41,6 @@ func (b *builder) ephemeralCandidates(in MessageInput) {
 		}
 		b.section("cand-"+safeID(c.ID, i), text)
 	}
-	b.context("ephemeral", "An ephemeral container's image cannot be changed, so there is no fix button: "+
+	b.context("ephemeral", code(in.Container)+": an ephemeral container's image cannot be changed, so there is no fix button: "+
 		"start a new debug container with a verified image (`kubectl debug`, command in the remedy).")
 }

@@ -215,6 +215,10 @@ func goldenCases(t testing.TB) map[string]Message {
 	snoozed.State, snoozed.Actor, snoozed.Until = StateSnoozed, "U0ONCALL", time.Date(2026, 5, 4, 13, 30, 0, 0, time.UTC)
 	cases["state_snoozed"] = Render(snoozed)
 
+	for _, c := range []diagnose.Cause{diagnose.RepoNotFound, diagnose.AccessDenied, diagnose.NetworkTimeout, diagnose.HTTPVsHTTPS} {
+		cases["details_"+string(c)] = RenderDetails(fixtureInput(t, c))
+	}
+	cases["group_details"] = RenderGroupDetails(groupInput(t, 3))
 	cases["long_evidence_truncated"] = Render(longEvidenceInput(t))
 	cases["group"] = RenderGroup(groupInput(t, 60))
 	cases["group_small"] = RenderGroup(groupInput(t, 3))
@@ -346,18 +350,40 @@ func TestRenderContent(t *testing.T) {
 				t.Fatal(err)
 			}
 			h, ok := m.Blocks[0].(*slack.HeaderBlock)
-			if !ok || h.Text.Text != c.Title() {
-				t.Errorf("first block = %#v, want header %q", m.Blocks[0], c.Title())
+			if want := "ui-new: " + lowerFirst(c.Title()); !ok || h.Text.Text != want {
+				t.Errorf("first block = %#v, want header %q", m.Blocks[0], want)
 			}
 			for _, want := range []string{c.Title(), "ui-new", "prod-eu"} {
 				if !strings.Contains(m.Text, want) {
 					t.Errorf("fallback text %q lacks %q", m.Text, want)
 				}
 			}
+			// The root: one evidence line, one context line with
+			// cluster, namespace, incident and certainty.
 			body := allText(m)
-			for _, want := range []string{"*Workload*", "*Namespace*", "*Cluster*", "*Container*", "*Failing pods*\n2", "*Remedy:*", "*Kubelet said:*\n```"} {
+			for _, want := range []string{" said:* ", "cluster `prod-eu`", "namespace `retail`", "incident `inc-7f3a9c`", "certainty: "} {
 				if !strings.Contains(body, want) {
-					t.Errorf("message lacks %q", want)
+					t.Errorf("root message lacks %q:\n%s", want, body)
+				}
+			}
+			// The details reply: the facts the root no longer shows.
+			dm := RenderDetails(in)
+			if err := dm.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			details := allText(dm)
+			for _, want := range []string{"Deployment `retail/ui-new`", "container `ui`", "2 failing pods", "Image: `" + in.Image + "`", "*What to do:*", "*Kubelet said:*\n```"} {
+				if !strings.Contains(details, want) {
+					t.Errorf("details lack %q:\n%s", want, details)
+				}
+			}
+			if len(in.Diagnosis.Candidates) > 0 && !strings.Contains(details, "*How the fix was found:*") {
+				t.Errorf("details do not say how the candidates were found:\n%s", details)
+			}
+			// Plain words: no "(s)" plurals, no internal names.
+			for _, bad := range []string{"(s)", "in_cluster", "last_healthy", "nearest_tag", "closest_repository", "NotifyRef", "diagnose.", string(c) + " "} {
+				if strings.Contains(body+details, bad) && !(bad == string(c)+" " && !strings.Contains(string(c), "_")) {
+					t.Errorf("message uses %q:\n%s\n%s", bad, body, details)
 				}
 			}
 			btns := buttonsOf(m)
@@ -415,10 +441,10 @@ func TestRenderStates(t *testing.T) {
 		fixButtons  bool
 		ctrlButtons []string
 	}{
-		{name: "open", edit: func(*MessageInput) {}, header: "Repository not found", fixButtons: true,
+		{name: "open", edit: func(*MessageInput) {}, header: "ui-new: repository not found", fixButtons: true,
 			ctrlButtons: []string{ActionIDRecheck, ActionIDSnooze, ActionIDDismiss}, textHas: []string{"Repository not found", "Deployment ui-new", "prod-eu"}},
 		{name: "fixing", edit: func(in *MessageInput) { in.State, in.Actor, in.FixImage = StateFixing, "U0APPROVER", newImage },
-			header: "Repository not found", contains: []string{"*Fixing:* set image to `" + newImage + "` — approved by <@U0APPROVER>"},
+			header: "ui-new: repository not found", contains: []string{"*Fixing:* set image to `" + newImage + "` — approved by <@U0APPROVER>"},
 			textHas: []string{"Fixing", "ui-new", "prod-eu"}},
 		{name: "resolved", edit: func(in *MessageInput) {
 			in.State, in.Actor, in.FixImage, in.Ready = StateResolved, "U0APPROVER", newImage, "1/1"
@@ -427,13 +453,13 @@ func TestRenderStates(t *testing.T) {
 		{name: "resolved elsewhere", edit: func(in *MessageInput) { in.State, in.FixImage, in.Ready = StateResolved, newImage, "1/1" },
 			header: "✅ ui-new 1/1 Running on retail-store-sample-ui:1.2.1", contains: []string{"Resolved without a pullfix fix"}},
 		{name: "still failing", edit: func(in *MessageInput) { in.State, in.FixImage = StateStillFailing, newImage },
-			header: "Still failing: Repository not found", contains: []string{"⚠️ *Still failing after set image to `" + newImage + "`.*"}, fixButtons: true,
+			header: "Still failing — ui-new: repository not found", contains: []string{"⚠️ *Still failing after set image to `" + newImage + "`.*"}, fixButtons: true,
 			ctrlButtons: []string{ActionIDRecheck, ActionIDSnooze, ActionIDDismiss}, textHas: []string{"Still failing", "prod-eu"}},
 		{name: "dismissed", edit: func(in *MessageInput) { in.State, in.Actor = StateDismissed, "U0ONCALL" },
-			header: "Repository not found", contains: []string{"*Dismissed* by <@U0ONCALL>"}},
+			header: "ui-new: repository not found", contains: []string{"*Dismissed* by <@U0ONCALL>"}},
 		{name: "snoozed", edit: func(in *MessageInput) {
 			in.State, in.Actor, in.Until = StateSnoozed, "U0ONCALL", time.Date(2026, 5, 4, 13, 30, 0, 0, time.UTC)
-		}, header: "Repository not found", contains: []string{"*Snoozed* until <!date^1777901400^{date_short_pretty} {time}|2026-05-04 13:30 UTC>"},
+		}, header: "ui-new: repository not found", contains: []string{"*Snoozed* until <!date^1777901400^{date_short_pretty} {time}|2026-05-04 13:30 UTC>"},
 			fixButtons: true, ctrlButtons: []string{ActionIDRecheck, ActionIDDismiss}},
 	}
 	for _, tt := range tests {
@@ -479,11 +505,14 @@ func TestRenderStates(t *testing.T) {
 }
 
 func TestRenderLongEvidenceTruncated(t *testing.T) {
-	m := Render(longEvidenceInput(t))
+	m := RenderDetails(longEvidenceInput(t))
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	body := allText(m)
+	if root := Render(longEvidenceInput(t)); root.Validate() != nil || len(allText(root)) > 1200 {
+		t.Errorf("root message with long evidence: %d characters (%v)", len(allText(root)), root.Validate())
+	}
 	if !strings.Contains(body, "Evidence truncated:") {
 		t.Errorf("no truncation note")
 	}
@@ -533,10 +562,14 @@ func TestRenderExtremes(t *testing.T) {
 	if b := btns[0].Text.Text; !strings.HasPrefix(b, "Set image to service-with-a-long-name:2026.05.04-build.1234567") {
 		t.Errorf("long image button = %q; want the last path element", b)
 	}
-	if body := allText(m); strings.Contains(body, "<script>") || !strings.Contains(body, "&lt;script&gt;&amp;") {
+	dm := RenderDetails(in)
+	if err := dm.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if body := allText(m) + allText(dm); strings.Contains(body, "<script>") || !strings.Contains(body, "&lt;script&gt;&amp;") {
 		t.Errorf("mrkdwn control characters not escaped")
 	}
-	if !strings.Contains(allText(m), "7 more candidates not shown") {
+	if d := allText(dm); !strings.Contains(d, "more candidates not shown") && !strings.Contains(d, "more not shown") {
 		t.Errorf("dropped candidates not announced")
 	}
 
@@ -561,7 +594,7 @@ func TestRenderGroup(t *testing.T) {
 	if !strings.Contains(body, "_…and 35 more_") {
 		t.Errorf("long list not cut with 'and N more':\n%s", body)
 	}
-	if h := m.Blocks[0].(*slack.HeaderBlock).Text.Text; h != "Registry unreachable (timeout): 60 workloads" {
+	if h := m.Blocks[0].(*slack.HeaderBlock).Text.Text; h != "60 workloads: registry unreachable (timeout)" {
 		t.Errorf("header %q", h)
 	}
 	if !strings.Contains(m.Text, "60 workloads in cluster prod-eu") || !strings.Contains(m.Text, "and 55 more") {
@@ -752,5 +785,58 @@ func TestCausesAgree(t *testing.T) {
 	}
 	if len(causeMessages) != len(inTypes) {
 		t.Errorf("%d fixture messages for %d causes", len(causeMessages), len(inTypes))
+	}
+}
+
+// TestStepMeaning: each registry request says what it established; the
+// probe's normal HTTPS→HTTP fallback is not shown as an error.
+func TestStepMeaning(t *testing.T) {
+	tests := []struct{ req, res, want string }{
+		{"GET 127.0.0.1:5000/v2/", "error: tls: first record does not look like a TLS handshake", "registry speaks plain HTTP (as configured)"},
+		{"GET 127.0.0.1:5000/v2/", "error: http: server gave HTTP response to HTTPS client", "registry speaks plain HTTP (as configured)"},
+		{"GET public.ecr.aws/v2/", "401", "registry asks for a token (normal; the token request follows)"},
+		{"GET public.ecr.aws/v2/", "200", "registry answers"},
+		{"HEAD public.ecr.aws/v2/a/b/manifests/1.2.1", "404 NAME_UNKNOWN", "repository does not exist (404 NAME_UNKNOWN)"},
+		{"GET r.example/v2/a/manifests/9", "404 MANIFEST_UNKNOWN", "tag or manifest does not exist (404 MANIFEST_UNKNOWN)"},
+		{"HEAD r.example/v2/a/manifests/1", "200 sha256:0123456789abcdef0123", "exists: sha256:0123456789ab"},
+		{"GET r.example/token?scope=repository:a:pull", "403 DENIED", "access denied (403 DENIED)"},
+		{"GET r.example/v2/a/manifests/1", "429 TOOMANYREQUESTS", "rate limited (429 TOOMANYREQUESTS)"},
+		{"GET r.example/v2/a/manifests/1", "503", "registry error (503)"},
+		{"GET r.example/v2/", "error: dial tcp 10.0.0.1:443: i/o timeout", "no answer in time: dial tcp 10.0.0.1:443: i/o timeout"},
+		{"GET r.example/v2/a/tags/list", "ok 12 tags", "ok 12 tags"},
+	}
+	for _, tt := range tests {
+		if got := stepMeaning(diagnose.ProbeStep{Request: tt.req, Result: tt.res}); got != tt.want {
+			t.Errorf("stepMeaning(%q, %q) = %q, want %q", tt.req, tt.res, got, tt.want)
+		}
+	}
+}
+
+// TestEvidenceLine: the root's one line is the registry's own answer when
+// it gave one, else the kubelet's words.
+func TestEvidenceLine(t *testing.T) {
+	d := diagnose.Diagnosis{Certainty: diagnose.CertaintyRegistry, Probes: []diagnose.ProbeStep{
+		{Request: "GET public.ecr.aws/v2/", Result: "401"},
+		{Request: "HEAD public.ecr.aws/v2/aws-containers/retailing-store-sample-ui/manifests/1.2.1", Result: "404 NAME_UNKNOWN"},
+	}}
+	if got, want := evidenceLine(d), "*Registry said:* public.ecr.aws: `NAME_UNKNOWN` for `aws-containers/retailing-store-sample-ui`"; got != want {
+		t.Errorf("registry line = %q, want %q", got, want)
+	}
+	d = diagnose.Diagnosis{Certainty: diagnose.CertaintyWords, Evidence: []diagnose.Evidence{{Source: diagnose.FromKubelet, Text: "dial tcp 10.0.0.1:443:\n i/o timeout"}}}
+	if got, want := evidenceLine(d), "*Kubelet said:* `dial tcp 10.0.0.1:443: i/o timeout`"; got != want {
+		t.Errorf("kubelet line = %q, want %q", got, want)
+	}
+}
+
+// TestFixReason: the line beside the primary button.
+func TestFixReason(t *testing.T) {
+	in := MessageInput{Image: "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1"}
+	c := diagnose.Candidate{Image: "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.1", Kind: diagnose.CandidateRepository, Digest: "sha256:abc"}
+	if got, want := fixReason(in, c), "same tag, repository 3 letters away, verified for linux/amd64"; got != want {
+		t.Errorf("fixReason = %q, want %q", got, want)
+	}
+	c = diagnose.Candidate{Image: "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.0", Kind: diagnose.CandidateTag}
+	if got, want := fixReason(in, c), "nearest existing tag"; got != want {
+		t.Errorf("fixReason = %q, want %q", got, want)
 	}
 }
