@@ -237,8 +237,8 @@ func (s *candidateSearch) closestRepositories(ctx context.Context) []proposal {
 		out = append(out, proposal{
 			image: withIdentifier(s.image, s.ref, r.path, id),
 			kind:  CandidateRepository, rank: 30 + r.d,
-			reason: fmt.Sprintf("the closest existing repository name to %q (%d edit(s) away, from %s), with the same %s",
-				lastSegment(wantPath), r.d, r.source, strings.TrimLeft(id, ":@")),
+			reason: fmt.Sprintf("the closest existing repository name to %q (%d %s away, from %s), with the same %s",
+				lastSegment(wantPath), r.d, lettersWord(r.d), r.source, strings.TrimLeft(id, ":@")),
 		})
 	}
 	return out
@@ -298,4 +298,12 @@ func shortDigest(d string) string {
 		return d[:len("sha256:")+12]
 	}
 	return d
+}
+
+// lettersWord is "letter" or "letters" for n: plain words, no "(s)".
+func lettersWord(n int) string {
+	if n == 1 {
+		return "letter"
+	}
+	return "letters"
 }
