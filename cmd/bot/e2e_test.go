@@ -728,12 +728,47 @@ func (e *e2e) root(t *testing.T, ts string) slackemu.Message {
 }
 
 // replies are the thread replies under the root at ts.
+// replies are the thread's replies after the details reply: what
+// happened to the incident (clicks, patches, rollout).
 func (e *e2e) replies(ts string) []slackemu.Message {
 	th := e.emu.Thread(channelID, ts)
 	if len(th) == 0 {
 		return nil
 	}
-	return th[1:]
+	var out []slackemu.Message
+	for _, m := range th[1:] {
+		if !strings.HasPrefix(m.Text, "Details: ") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// facts is the text of the root message at ts and of its details reply
+// (the thread's first reply), once both hold every want; after 30 s it
+// returns what they hold, for the caller's assertions to report. The
+// details reply is edited when the registry's answer refines the
+// diagnosis, so it is polled, not read once.
+func (e *e2e) facts(t *testing.T, ts string, wants ...string) string {
+	t.Helper()
+	read := func() string {
+		var sb strings.Builder
+		sb.WriteString(parseBlocks(t, e.root(t, ts).Blocks).text())
+		for _, m := range e.emu.Thread(channelID, ts) {
+			if strings.HasPrefix(m.Text, "Details: ") {
+				sb.WriteString("\n" + parseBlocks(t, m.Blocks).text())
+			}
+		}
+		return sb.String()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		text := read()
+		if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(text, w) }) || time.Now().After(deadline) {
+			return text
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // quiet checks that no second root message appears within d: an absence
@@ -990,13 +1025,19 @@ func seedRunbook(t *testing.T, e *e2e) {
 
 	// The message: the cause, the evidence, the verified fix.
 	bs := parseBlocks(t, root.Blocks)
-	if h := bs.header(); h != "Repository not found" {
-		t.Errorf("header %q, want %q", h, "Repository not found")
+	if h := bs.header(); h != "ui-new: repository not found" {
+		t.Errorf("header %q, want %q", h, "ui-new: repository not found")
 	}
-	text := bs.text()
-	for _, want := range []string{"Kubelet said", badImage + ": not found", "Registry probe", "NAME_UNKNOWN", "ui-new", "`" + e.ns + "`", "`" + clusterName + "`"} {
+	// The root names the registry's own answer; the details reply holds
+	// the kubelet's words and the probe's.
+	if text := bs.text(); !strings.Contains(text, "Registry said:* ") || !strings.Contains(text, "NAME_UNKNOWN") {
+		t.Errorf("the root message does not give the registry's answer in one line:\n%s", text)
+	}
+	wants := []string{"Kubelet said", badImage + ": not found", "Registry said", "NAME_UNKNOWN", "ui-new", "`" + e.ns + "`", "`" + clusterName + "`"}
+	text := e.facts(t, root.TS, wants...)
+	for _, want := range wants {
 		if !strings.Contains(text, want) {
-			t.Errorf("the message does not show %q:\n%s", want, text)
+			t.Errorf("the message and its details do not show %q:\n%s", want, text)
 		}
 	}
 	set := bs.button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage)
@@ -1158,9 +1199,10 @@ func seedAccessDenied(t *testing.T, realNode bool) {
 	}
 	root = e.root(t, root.TS)
 	bs := parseBlocks(t, root.Blocks)
-	text := bs.text()
+	// The node role's permissions are named in the details reply.
+	text := e.facts(t, root.TS, "imagePullSecret", "*Details*")
 	t.Logf("header %q", bs.header())
-	if h := bs.header(); h != "Registry credentials missing or rejected" && h != "Access to the image denied" {
+	if h := bs.header(); h != "ui-new: registry credentials missing or rejected" && h != "ui-new: access to the image denied" {
 		t.Errorf("header %q, want the registry's refusal (unauthorized or access denied)", h)
 	}
 	if !regexp.MustCompile(`ecr:GetAuthorizationToken|ecr:BatchGetImage|ecr:GetDownloadUrlForLayer|AmazonEC2ContainerRegistryReadOnly`).MatchString(text) {
@@ -1234,9 +1276,9 @@ func seedTimeout(t *testing.T, e *e2e) {
 	e.checkKubeletEvents(t, pod, goodImage, "i/o timeout")
 
 	bs := parseBlocks(t, root.Blocks)
-	text := bs.text()
-	if h := bs.header(); h != "Registry unreachable (timeout)" {
-		t.Errorf("header %q, want %q", h, "Registry unreachable (timeout)")
+	text := e.facts(t, root.TS, "NAT gateway", "the nodes")
+	if h := bs.header(); h != "ui-new: registry unreachable (timeout)" {
+		t.Errorf("header %q, want %q", h, "ui-new: registry unreachable (timeout)")
 	}
 	for _, want := range []string{"NAT gateway", "transit gateway", "proxy", "security groups", "the nodes"} {
 		if !strings.Contains(text, want) {
@@ -1256,7 +1298,7 @@ func seedTimeout(t *testing.T, e *e2e) {
 		return slices.ContainsFunc(e.replies(root.TS), func(m slackemu.Message) bool { return strings.HasPrefix(m.Text, "Re-checked ") })
 	})
 	rechecked := parseBlocks(t, e.root(t, root.TS).Blocks)
-	if h := rechecked.header(); h != "Registry unreachable (timeout)" || rechecked.hasAction(slackapp.ActionIDSetImage) {
+	if h := rechecked.header(); h != "ui-new: registry unreachable (timeout)" || rechecked.hasAction(slackapp.ActionIDSetImage) {
 		t.Errorf("after Re-check: header %q, buttons %+v", h, rechecked.buttons())
 	}
 

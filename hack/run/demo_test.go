@@ -108,7 +108,7 @@ func TestDemoInBrowser(t *testing.T) {
 	// ImagePullBackOff, probes the registry and posts.
 	step("the bot's diagnosis with its fix button", 3*time.Minute,
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="up"]`)),
-		chromedp.WaitVisible(`//div[contains(@class, "b-header") and contains(., "Repository not found")]`),
+		chromedp.WaitVisible(`//div[contains(@class, "b-header") and contains(., "ui-new: repository not found")]`),
 		chromedp.WaitVisible(setImageButton),
 	)
 	posted := time.Since(began)
@@ -160,7 +160,14 @@ func TestDemoInBrowser(t *testing.T) {
 // leaves the work tree clean; otherwise it goes to the test's temp dir.
 func saveShot(t *testing.T, browser context.Context, root, name string) {
 	t.Helper()
-	shot, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+	saveShotOf(t, browser, root, name, chromedp.FullScreenshot(100))
+}
+
+// saveShotOf is saveShot with the screenshot action given: the phone's
+// picture is its first screen (chromedp.CaptureScreenshot), not the page.
+func saveShotOf(t *testing.T, browser context.Context, root, name string, action chromedp.Action[[]byte]) {
+	t.Helper()
+	shot, err := chromedp.Run(browser, action)
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
@@ -381,6 +388,10 @@ func TestPageRendersBlockKit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The details reply, as the bot posts it under every incident.
+	if _, _, err := api.PostMessageContext(ctx, channelID, append(slackapp.RenderDetails(in).MsgOptions(), slack.MsgOptionTS(ts))...); err != nil {
+		t.Fatal(err)
+	}
 	until := time.Date(2030, 1, 2, 15, 4, 0, 0, time.UTC)
 	reply := slackapp.RenderThreadUpdate(slackapp.ThreadUpdate{Cluster: "local", Namespace: "default", Kind: "Deployment",
 		Name: "ui-new", Event: slackapp.UpdateSnoozed, Actor: aliceID, Until: until})
@@ -413,7 +424,7 @@ func TestPageRendersBlockKit(t *testing.T) {
 		const all = (sel, from) => [...(from || root).querySelectorAll(sel)].map(n => n.innerText.trim());
 		return {
 			header: root.querySelector('.b-header').innerText,
-			bold: all('b'), pre: all('pre'), code: all('code'),
+			bold: all('b', document), pre: all('pre', document), code: all('code', document),
 			primary: all('button.btn.primary'),
 			mentions: all('.mention', document),
 			edited: !!root.querySelector(':scope > .body > .edited'),
@@ -424,10 +435,10 @@ func TestPageRendersBlockKit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Header != "Repository not found" {
+	if got.Header != "ui-new: repository not found" {
 		t.Errorf("header %q", got.Header)
 	}
-	for _, want := range []string{"Snoozed", "Kubelet said:", "Remedy:", "Workload"} {
+	for _, want := range []string{"Snoozed", "Kubelet said:", "What to do:", "Details", "Verified fix", "How the fix was found:"} {
 		if !slices.Contains(got.Bold, want) && !slices.ContainsFunc(got.Bold, func(b string) bool { return strings.HasPrefix(b, want) }) {
 			t.Errorf("bold %q missing from %q", want, got.Bold)
 		}
@@ -435,7 +446,7 @@ func TestPageRendersBlockKit(t *testing.T) {
 	if len(got.Pre) != 2 || got.Pre[0] != badImage+": not found" {
 		t.Errorf("evidence blocks %q", got.Pre)
 	}
-	if !slices.Contains(got.Code, goodImage) || !slices.Contains(got.Code, "ui-new") {
+	if !slices.Contains(got.Code, goodImage) || !slices.Contains(got.Code, "default/ui-new") {
 		t.Errorf("inline code %q lacks the candidate image and the workload", got.Code)
 	}
 	if len(got.Primary) != 1 || got.Primary[0] != "Set image to "+goodImage {
@@ -447,10 +458,10 @@ func TestPageRendersBlockKit(t *testing.T) {
 	if !got.Edited {
 		t.Error("the edited root does not say (edited)")
 	}
-	if len(got.Replies) != 1 || !strings.Contains(got.Replies[0], "Snoozed by @alice until") || !strings.Contains(got.Replies[0], "2030") {
+	if len(got.Replies) != 2 || !strings.HasPrefix(got.Replies[0], "Details") || !strings.Contains(got.Replies[1], "Snoozed by @alice until") || !strings.Contains(got.Replies[1], "2030") {
 		t.Errorf("thread replies %q", got.Replies)
 	}
-	for _, leak := range []string{"```", "*Remedy", "<@", "<!date", "&lt;", "&amp;", "_verified"} {
+	for _, leak := range []string{"```", "*What to do", "<@", "<!date", "&lt;", "&amp;", "_verified"} {
 		if strings.Contains(got.Text, leak) {
 			t.Errorf("mrkdwn leaked %q into the page:\n%s", leak, got.Text)
 		}

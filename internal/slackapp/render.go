@@ -439,11 +439,11 @@ func evidenceLine(d diagnose.Diagnosis) string {
 	}
 	for _, e := range d.Evidence {
 		if e.Source == diagnose.FromKubelet && e.Text != "" {
-			return "*Kubelet said:* " + code(shorten(oneLine(e.Text), 200))
+			return "*Kubelet said:* " + code(keyWords(e.Text, 200))
 		}
 	}
 	if d.Target.Message != "" {
-		return "*Kubelet said:* " + code(shorten(oneLine(d.Target.Message), 200))
+		return "*Kubelet said:* " + code(keyWords(d.Target.Message, 200))
 	}
 	for _, e := range d.Evidence {
 		if e.Text != "" {
@@ -451,6 +451,24 @@ func evidenceLine(d diagnose.Diagnosis) string {
 		}
 	}
 	return ""
+}
+
+// keyWords is the end of the kubelet's message, at most n characters: the
+// runtime wraps the cause in layers of context ("failed to pull and unpack
+// image …: failed to resolve reference …: dial tcp …: i/o timeout"), so
+// the last layers are the words that say what failed. The cut falls on a
+// ": " boundary where one is near, and is marked with "…".
+func keyWords(s string, n int) string {
+	s = oneLine(s)
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	tail := string(r[len(r)-(n-1):])
+	if i := strings.Index(tail, ": "); i >= 0 && i < len(tail)/2 {
+		tail = tail[i+2:]
+	}
+	return "…" + tail
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -840,3 +840,16 @@ func TestFixReason(t *testing.T) {
 		t.Errorf("fixReason = %q, want %q", got, want)
 	}
 }
+
+// TestKeyWords: a long kubelet message is cut from the front, keeping the
+// words that say what failed.
+func TestKeyWords(t *testing.T) {
+	msg := `failed to pull and unpack image "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.1": failed to resolve reference "public.ecr.aws/aws-containers/retail-store-sample-ui:1.2.1": failed to do request: Head "https://public.ecr.aws/v2/aws-containers/retail-store-sample-ui/manifests/1.2.1": dial tcp 99.83.145.10:443: i/o timeout`
+	got := keyWords(msg, 160)
+	if !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "dial tcp 99.83.145.10:443: i/o timeout") || utf8.RuneCountInString(got) > 160 {
+		t.Errorf("keyWords = %q", got)
+	}
+	if got := keyWords("short: not found", 160); got != "short: not found" {
+		t.Errorf("short message changed: %q", got)
+	}
+}
