@@ -177,7 +177,7 @@ func Render(in MessageInput) Message {
 
 	short := in.State == StateFixing || in.State == StateDismissed
 	if !short {
-		if line := evidenceLine(d); line != "" {
+		if line := evidenceLine(d, in.Image); line != "" {
 			b.section("evidence", line)
 		}
 	}
@@ -304,11 +304,18 @@ func (b *builder) candidatesFound(in MessageInput) {
 			lines = append(lines, fmt.Sprintf("_%d more candidates not shown._", len(d.Candidates)-i))
 			break
 		}
-		l := "• " + code(shorten(c.Image, 300)) + " — " + candidateOrigin(c.Kind)
-		if c.Reason != "" {
-			l += ": " + esc(shorten(c.Reason, 400))
+		// The reason of a catalog or tag candidate says how it was
+		// found; a revision's or another workload's needs its origin.
+		how := candidateOrigin(c.Kind)
+		switch {
+		case c.Reason == "":
+		case c.Kind == diagnose.CandidateTag || c.Kind == diagnose.CandidateRepository:
+			how = esc(shorten(c.Reason, 400))
+		default:
+			how += ": " + esc(shorten(c.Reason, 400))
 		}
-		if c.Digest != "" {
+		l := "• " + code(shorten(c.Image, 300)) + " — " + how
+		if c.Digest != "" && !strings.Contains(c.Reason, "verified") {
 			l += "; verified " + code(shortDigest(c.Digest)) + " for " + esc(platformOf(d))
 		}
 		lines = append(lines, l)
@@ -373,8 +380,13 @@ func fixReason(in MessageInput, c diagnose.Candidate) string {
 			parts = append(parts, "nearest existing tag")
 		}
 		if oldName != newName && oldName != "" {
-			n := editDistance(oldName, newName)
-			parts = append(parts, fmt.Sprintf("repository %d %s away", n, plural(n, "letter", "letters")))
+			// A few letters away reads as a typo fixed; further away,
+			// the distance says nothing to a person.
+			if n := editDistance(oldName, newName); n <= 5 {
+				parts = append(parts, fmt.Sprintf("repository %d %s away", n, plural(n, "letter", "letters")))
+			} else {
+				parts = append(parts, "closest existing repository")
+			}
 		}
 	}
 	if c.Digest != "" {
@@ -418,10 +430,15 @@ func editDistance(a, b string) int {
 // evidenceLine is the root message's one line of evidence: the registry's
 // own answer when it gave one ("public.ecr.aws: NAME_UNKNOWN for
 // aws-containers/retailing-store-sample-ui"), else the kubelet's words.
-func evidenceLine(d diagnose.Diagnosis) string {
+func evidenceLine(d diagnose.Diagnosis, image string) string {
 	if d.Certainty == diagnose.CertaintyRegistry {
 		for _, p := range d.Probes {
 			host, repo, ping := stepTarget(p.Request)
+			if reg := registryOf(image); reg != "" {
+				// A mirror answers for the registry: name the one in
+				// the image (the details show the mirror's requests).
+				host = reg
+			}
 			status, codes := stepStatus(p.Result)
 			if status < 400 || (ping && status == 401) {
 				continue
@@ -430,7 +447,10 @@ func evidenceLine(d diagnose.Diagnosis) string {
 			if said == "" {
 				said = fmt.Sprintf("HTTP %d", status)
 			}
-			line := "*Registry said:* " + esc(host) + ": " + code(said)
+			line := "*Registry said:* " + code(said)
+			if host != "" {
+				line = "*Registry said:* " + esc(host) + ": " + code(said)
+			}
 			if repo != "" {
 				line += " for " + code(repo)
 			}
@@ -471,6 +491,19 @@ func keyWords(s string, n int) string {
 	return "…" + tail
 }
 
+// registryOf is the registry host of an image reference ("docker.io"
+// when the reference names none), "" for an empty one.
+func registryOf(image string) string {
+	if image == "" {
+		return ""
+	}
+	first, _, ok := strings.Cut(image, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return first
+	}
+	return "docker.io"
+}
+
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // stepTarget reads a probe request ("GET host/v2/repo/manifests/tag",
@@ -479,7 +512,11 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func stepTarget(req string) (host, repo string, ping bool) {
 	_, rest, _ := strings.Cut(req, " ")
 	rest, query, _ := strings.Cut(rest, "?")
-	host, path, _ := strings.Cut(rest, "/")
+	host, path, ok := strings.Cut(rest, "/")
+	if !ok { // "GET nginx:1.27.9": a reference, no host named
+		name, _ := splitRef(rest)
+		return "", name, false
+	}
 	if path == "v2/" || path == "v2" {
 		return host, "", true
 	}
@@ -644,7 +681,7 @@ func RenderGroup(in GroupInput) Message {
 		return fmt.Sprintf("_…and %d more_", more)
 	}))
 	if in.State == StateOpen || in.State == StateSnoozed {
-		if line := evidenceLine(d); line != "" {
+		if line := evidenceLine(d, d.Target.Image); line != "" {
 			b.section("evidence", line)
 		}
 		if d.Remedy != "" {

@@ -819,11 +819,17 @@ func TestEvidenceLine(t *testing.T) {
 		{Request: "GET public.ecr.aws/v2/", Result: "401"},
 		{Request: "HEAD public.ecr.aws/v2/aws-containers/retailing-store-sample-ui/manifests/1.2.1", Result: "404 NAME_UNKNOWN"},
 	}}
-	if got, want := evidenceLine(d), "*Registry said:* public.ecr.aws: `NAME_UNKNOWN` for `aws-containers/retailing-store-sample-ui`"; got != want {
+	if got, want := evidenceLine(d, ""), "*Registry said:* public.ecr.aws: `NAME_UNKNOWN` for `aws-containers/retailing-store-sample-ui`"; got != want {
 		t.Errorf("registry line = %q, want %q", got, want)
 	}
+	// Through a mirror: the line names the image's registry.
+	mirrored := d
+	mirrored.Probes = []diagnose.ProbeStep{{Request: "GET 127.0.0.1:5000/v2/aws-containers/retailing-store-sample-ui/manifests/1.2.1", Result: "404 NAME_UNKNOWN"}}
+	if got, want := evidenceLine(mirrored, "public.ecr.aws/aws-containers/retailing-store-sample-ui:1.2.1"), "*Registry said:* public.ecr.aws: `NAME_UNKNOWN` for `aws-containers/retailing-store-sample-ui`"; got != want {
+		t.Errorf("mirrored line = %q, want %q", got, want)
+	}
 	d = diagnose.Diagnosis{Certainty: diagnose.CertaintyWords, Evidence: []diagnose.Evidence{{Source: diagnose.FromKubelet, Text: "dial tcp 10.0.0.1:443:\n i/o timeout"}}}
-	if got, want := evidenceLine(d), "*Kubelet said:* `dial tcp 10.0.0.1:443: i/o timeout`"; got != want {
+	if got, want := evidenceLine(d, ""), "*Kubelet said:* `dial tcp 10.0.0.1:443: i/o timeout`"; got != want {
 		t.Errorf("kubelet line = %q, want %q", got, want)
 	}
 }
