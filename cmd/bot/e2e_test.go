@@ -1293,10 +1293,24 @@ func seedTimeout(t *testing.T, e *e2e) {
 
 	// Re-check while the path is still broken: the same verdict, said in
 	// the thread, still no image change.
+	detailsEdits := func() (n, edits int) {
+		for _, m := range e.emu.Thread(channelID, root.TS) {
+			if strings.HasPrefix(m.Text, "Details: ") {
+				n, edits = n+1, len(m.Edits)
+			}
+		}
+		return n, edits
+	}
+	_, editsBefore := detailsEdits()
 	e.click(t, approverID, root, bs.button(t, slackapp.ActionIDRecheck, "Re-check"))
 	waitSlack(t, e.emu, 30*time.Second, "the Re-check's reply in the thread", func() bool {
 		return slices.ContainsFunc(e.replies(root.TS), func(m slackemu.Message) bool { return strings.HasPrefix(m.Text, "Re-checked ") })
 	})
+	// The re-check's diagnosis replaced the details in place: still one
+	// details reply, edited once more (it is edited before the reply).
+	if n, edits := detailsEdits(); n != 1 || edits <= editsBefore {
+		t.Errorf("after Re-check: %d details replies, edited %d times (before: %d), want one, edited again", n, edits, editsBefore)
+	}
 	rechecked := parseBlocks(t, e.root(t, root.TS).Blocks)
 	if h := rechecked.header(); h != "ui-new: registry unreachable (timeout)" || rechecked.hasAction(slackapp.ActionIDSetImage) {
 		t.Errorf("after Re-check: header %q, buttons %+v", h, rechecked.buttons())

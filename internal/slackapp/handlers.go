@@ -143,7 +143,10 @@ func (a *App) runDiagnose(ctx context.Context, cmd slack.SlashCommand, c Command
 		in.Ready, in.Desired = len(inc.Pods), len(inc.Pods)
 		a.reply(ctx, cmd.ResponseURL, *ephemeralMsg(RenderHealthy(in)))
 	default:
-		a.reply(ctx, cmd.ResponseURL, *ephemeralMsg(Render(a.messageInput(inc, StateOpen))))
+		// An ephemeral answer has no thread: its details follow the
+		// message itself, below a divider.
+		in := a.messageInput(inc, StateOpen)
+		a.reply(ctx, cmd.ResponseURL, *ephemeralMsg(WithDetails(Render(in), RenderDetails(in))))
 	}
 }
 
@@ -393,6 +396,9 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 	}
 	still.StateNote = note
 	a.editRoot(ctx, c, Render(still))
+	if c.ref != "" && rr.Diagnosis != nil {
+		a.postDetails(ctx, c.ref, RenderDetails(still))
+	}
 	a.thread(ctx, c.ref, KindReply, RenderThreadUpdate(a.threadUpdate(inc, UpdateFailed, user, func(u *ThreadUpdate) {
 		u.Ready, u.Desired, u.Updated, u.Note = rr.ReadyPods, rr.Desired, rr.ReadyPods, note
 	})))
@@ -404,7 +410,12 @@ func (a *App) recheck(ctx context.Context, c click) {
 		a.actionFailed(ctx, c, "re-check", err)
 		return
 	}
-	a.editRoot(ctx, c, Render(a.messageInput(inc, "")))
+	in := a.messageInput(inc, "")
+	a.editRoot(ctx, c, Render(in))
+	if c.ref != "" {
+		// The new diagnosis's details replace the old ones.
+		a.postDetails(ctx, c.ref, RenderDetails(in))
+	}
 	note := ""
 	if inc.Diagnosis != nil {
 		note = inc.Diagnosis.Summary

@@ -294,6 +294,23 @@ func RenderDetails(in MessageInput) Message {
 	return b.message(fmt.Sprintf("Details: %s — %s %s/%s", d.Cause.Title(), in.Kind, in.Namespace, in.Name))
 }
 
+// WithDetails is m followed by a divider and the details' blocks: the
+// ephemeral answer to /pullfix, which has no thread to put them in. It
+// keeps m's fallback text and Slack's 50-block limit (m's blocks first).
+func WithDetails(m, details Message) Message {
+	out := Message{Text: m.Text, Blocks: append([]slack.Block(nil), m.Blocks...)}
+	if len(out.Blocks)+1 < maxBlocks && len(details.Blocks) > 0 {
+		out.Blocks = append(out.Blocks, slack.NewDividerBlock())
+		for _, b := range details.Blocks {
+			if len(out.Blocks) == maxBlocks {
+				break
+			}
+			out.Blocks = append(out.Blocks, b)
+		}
+	}
+	return out
+}
+
 // candidatesFound says, for each verified candidate and proven secret,
 // how it was found and what verified it.
 func (b *builder) candidatesFound(in MessageInput) {

@@ -859,3 +859,30 @@ func TestKeyWords(t *testing.T) {
 		t.Errorf("short message changed: %q", got)
 	}
 }
+
+// TestWithDetails: the ephemeral answer carries the root and, below a
+// divider, the details, within Slack's limits.
+func TestWithDetails(t *testing.T) {
+	in := fixtureInput(t, diagnose.RepoNotFound)
+	m := WithDetails(Render(in), RenderDetails(in))
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	body := allText(m)
+	for _, want := range []string{"ui-new: repository not found", "Verified fix", "*Kubelet said:*", "*How the fix was found:*"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("ephemeral answer lacks %q", want)
+		}
+	}
+	if m.Text != Render(in).Text {
+		t.Errorf("text %q, want the root's", m.Text)
+	}
+	big := Message{Text: "x"}
+	for i := range maxBlocks {
+		big.Blocks = append(big.Blocks, slack.NewDividerBlock())
+		_ = i
+	}
+	if n := len(WithDetails(Render(in), big).Blocks); n > maxBlocks {
+		t.Errorf("%d blocks, limit %d", n, maxBlocks)
+	}
+}
