@@ -754,6 +754,7 @@ func RenderGroupDetails(in GroupInput) Message {
 	b.footer(in.Cluster, "", in.GroupID, d)
 	return b.message(fmt.Sprintf("Details: %s — %d %s", d.Cause.Title(), len(in.Workloads), plural(len(in.Workloads), "workload", "workloads")))
 }
+
 // UpdateEvent is what a thread reply reports.
 type UpdateEvent string
 
