@@ -794,9 +794,13 @@ func (e *e2e) click(t *testing.T, user string, root slackemu.Message, b button) 
 	return at
 }
 
+// waitSlack waits up to timeout for pred. Not on t.Context(): that ends
+// before the cleanups run, and stopping the bot in a cleanup waits here
+// for its Socket Mode connection to close (on a loaded machine not yet
+// closed when the wait begins).
 func waitSlack(t *testing.T, emu *slackemu.Emulator, timeout time.Duration, what string, pred func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := emu.WaitFor(ctx, pred); err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
