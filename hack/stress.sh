@@ -19,7 +19,9 @@ mkdir -p "$logs"
 
 hog_pid=""
 stop_hog() { [[ -n "$hog_pid" ]] && kill -- "-$hog_pid" 2>/dev/null; wait "$hog_pid" 2>/dev/null; hog_pid=""; }
-trap stop_hog EXIT INT TERM
+trap stop_hog EXIT
+# Ctrl-C or a kill ends the whole stress run, not just the current go test.
+trap 'stop_hog; exit 130' INT TERM
 if (( hog > 0 )); then
   if ! command -v stress-ng >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null
