@@ -37,6 +37,7 @@ type Config struct {
 	RegistryMirrors   string        `envconfig:"REGISTRY_MIRRORS" desc:"registry mirrors the nodes use, e.g. docker.io=mirror.local:5000,quay.io=…"`
 	ProbeTimeout      time.Duration `envconfig:"PROBE_TIMEOUT" default:"5s" desc:"hard timeout of each registry request"`
 	DiagnosisBudget   time.Duration `envconfig:"DIAGNOSIS_BUDGET" default:"500ms" desc:"how long the first message waits for the cluster reads and the registry probe; a slower registry gets the kubelet's words first, then an edit of the same message"`
+	RolloutDeadline   time.Duration `envconfig:"ROLLOUT_DEADLINE" default:"5m" desc:"how long a fix's rollout is followed before the message says what still fails"`
 	PullSecretProbing bool          `envconfig:"PULL_SECRET_PROBING" default:"true" desc:"look for Secrets in the namespace that hold working pull credentials (needs get on secrets)"`
 
 	// Process.

@@ -56,7 +56,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cfg.LeaderElection {
 		opts = append(opts, watch.WithLeaderElection(watch.LeaderConfig{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	patcher := watch.NewPatcher(env.cs, watch.WithPatcherLogger(log))
+	patcher := watch.NewPatcher(env.cs, watch.WithPatcherLogger(log), watch.WithRolloutDeadline(cfg.RolloutDeadline))
 
 	var notifier watch.Notifier
 	var b *bridge
