@@ -314,6 +314,14 @@ func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, d
 	}()
 	prev := inc.State
 	inc.Diagnosis = &d
+	// The message's buttons name this diagnosis's candidates: keep it on
+	// the incident before posting, so a click that arrives while the post
+	// returns (a fast person, a second replica's user) finds them.
+	w.mu.Lock()
+	if e := w.incidents[ks]; e != nil && e.ID == inc.ID {
+		e.Diagnosis = &d
+	}
+	w.mu.Unlock()
 	inc.State = StateNotified
 	inc.SnoozedUntil = time.Time{}
 	inc.GroupID = ""
