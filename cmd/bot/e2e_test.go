@@ -540,6 +540,21 @@ func (e *e2e) deleteDeployments(t *testing.T) {
 	}
 }
 
+// createPullSecret creates a dockerconfigjson Secret holding user:password
+// for host in the app namespace.
+func (e *e2e) createPullSecret(t *testing.T, name, host, user, password string) {
+	t.Helper()
+	auths, _ := json.Marshal(map[string]any{"auths": map[string]any{
+		host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + password))},
+	}})
+	if _, err := e.admin.CoreV1().Secrets(e.ns).Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name}, Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: auths},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *e2e) deployment(t *testing.T, name string) *appsv1.Deployment {
 	t.Helper()
 	d, err := e.admin.AppsV1().Deployments(e.ns).Get(t.Context(), name, metav1.GetOptions{})
@@ -1163,16 +1178,8 @@ func seedAccessDenied(t *testing.T, realNode bool) {
 	// regcred works, and the "builder" ServiceAccount names it — the bot
 	// finds it there (it may only get Secrets by name, never list them).
 	// ui-new's pods run as "default", which names none.
-	auths, _ := json.Marshal(map[string]any{"auths": map[string]any{
-		ecrHost: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("AWS:" + password))},
-	}})
+	e.createPullSecret(t, "regcred", ecrHost, "AWS", password)
 	ctx := t.Context()
-	if _, err := e.admin.CoreV1().Secrets(e.ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: auths},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := e.admin.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{
 		ObjectMeta:       metav1.ObjectMeta{Name: "builder"},
 		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -32,16 +31,8 @@ func TestRecheckAfterRolloutUsesPodCredentials(t *testing.T) {
 	e := newE2E(t, world{mirrors: map[string]string{ecrHost: ecr.Host}})
 	e.env["PULLFIX_ROLLOUT_DEADLINE"] = "15s"
 
-	auths, _ := json.Marshal(map[string]any{"auths": map[string]any{
-		ecrHost: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("AWS:" + password))},
-	}})
+	e.createPullSecret(t, "regcred", ecrHost, "AWS", password)
 	ctx := t.Context()
-	if _, err := e.admin.CoreV1().Secrets(e.ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: auths},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	// The ServiceAccount admission plugin copies the default account's pull
 	// secrets into every pod created after this.
 	sa, err := e.admin.CoreV1().ServiceAccounts(e.ns).Get(ctx, "default", metav1.GetOptions{})
