@@ -58,7 +58,7 @@ func Start(ctx context.Context, opts ...Option) (*ControlPlane, error) {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
 	cp := &ControlPlane{cfg: cfg, log: cfg.logger, dir: dir}
-	if err := writeOwner(dir); err != nil {
+	if err := proc.WriteOwner(dir); err != nil {
 		cp.log.Warn("record temp dir owner; it will not be reaped if this process dies", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.startTimeout)

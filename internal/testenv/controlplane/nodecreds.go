@@ -48,28 +48,10 @@ func (cp *ControlPlane) NodeKubeconfig(nodeName string) (string, error) {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	b64 := base64.StdEncoding.EncodeToString
-	data := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: pullfix-test
-  cluster:
-    server: %s
-    certificate-authority-data: %s
-users:
-- name: %s
-  user:
-    client-certificate-data: %s
-    client-key-data: %s
-contexts:
-- name: pullfix-test
-  context:
-    cluster: pullfix-test
-    user: %s
-current-context: pullfix-test
-`, cp.host, b64(cp.pki.caPEM), nodeName, b64(certPEM), b64(ecKeyPEM(key)), nodeName)
 	path := cp.path("node-" + nodeName + ".kubeconfig")
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		return "", fmt.Errorf("write node kubeconfig: %w", err)
+	creds := "    client-certificate-data: " + b64(certPEM) + "\n    client-key-data: " + b64(ecKeyPEM(key)) + "\n"
+	if err := writeKubeconfigFor(path, cp.host, cp.pki.caPEM, nodeName, creds); err != nil {
+		return "", fmt.Errorf("node %s: %w", nodeName, err)
 	}
 	return path, nil
 }

@@ -254,38 +254,22 @@ const EnvKeepDir = "PULLFIX_NODE_KEEP_DIR"
 
 // ---- ownership and stale runs ------------------------------------------------
 
-const (
-	ownerFile  = "owner"
-	cgroupFile = "cgroup-root"
-	orphanAge  = time.Hour
-)
+const cgroupFile = "cgroup-root"
 
+// writeOwner records the node's cgroup root and its owner (proc.WriteOwner),
+// for reapStale.
 func writeOwner(dir, cgroupRoot string) error {
-	id, err := proc.OwnerID()
-	if err != nil {
-		return err
-	}
 	if err := os.WriteFile(filepath.Join(dir, cgroupFile), []byte(cgroupRoot), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(id), 0o600)
+	return proc.WriteOwner(dir)
 }
 
 // reapStale cleans up after nodes whose test process died without Stop
 // (panic, SIGKILL, go test -timeout): their containerd and kubelet died
 // with it (parent-death signal), but shims and containers live on.
 func reapStale(root string, log *slog.Logger) {
-	dirs, _ := filepath.Glob(filepath.Join(root, tempPattern))
-	for _, dir := range dirs {
-		data, err := os.ReadFile(filepath.Join(dir, ownerFile))
-		if err != nil {
-			fi, serr := os.Stat(dir)
-			if serr != nil || time.Since(fi.ModTime()) < orphanAge {
-				continue
-			}
-		} else if proc.OwnerAlive(string(data)) {
-			continue
-		}
+	for _, dir := range proc.Abandoned(root, tempPattern) {
 		cg, _ := os.ReadFile(filepath.Join(dir, cgroupFile))
 		cgroupRoot := strings.TrimSpace(string(cg))
 		if cgroupRoot == "" {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pullfix/pullfix/internal/testenv/proc"
 )
 
 // TestReapStaleNode: a node whose test process died without Stop (panic,
@@ -32,7 +34,7 @@ func TestReapStaleNode(t *testing.T) {
 	}
 	cgroupRoot := "/pullfix-node-stale-" + strings.ToLower(rand.Text()[:6])
 	// An owner that cannot be alive: pid 1 with a start time it never had.
-	for name, data := range map[string]string{ownerFile: "1 0", cgroupFile: cgroupRoot} {
+	for name, data := range map[string]string{proc.OwnerFile: "1 0", cgroupFile: cgroupRoot} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,4 +221,43 @@ func processID(pid int) (string, error) {
 		return "", fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	return fmt.Sprintf("%d %s", pid, f[19]), nil
+}
+
+// OwnerFile is the file in a temporary directory that records which
+// process created it (WriteOwner), so a later run can reap directories
+// whose creator died without cleaning up (panic, go test -timeout, SIGKILL).
+const OwnerFile = "owner"
+
+// orphanAge is how old a directory without an owner file must be before
+// it counts as abandoned rather than being set up right now.
+const orphanAge = time.Hour
+
+// WriteOwner records the current process (pid and start time, which
+// together survive pid reuse) in dir.
+func WriteOwner(dir string) error {
+	id, err := OwnerID()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, OwnerFile), []byte(id), 0o600)
+}
+
+// Abandoned lists the directories under root matching pattern whose owner
+// is gone, or that have no owner file and are older than an hour.
+func Abandoned(root, pattern string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(root, pattern))
+	var out []string
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, OwnerFile))
+		if err != nil {
+			fi, serr := os.Stat(dir)
+			if serr != nil || time.Since(fi.ModTime()) < orphanAge {
+				continue
+			}
+		} else if OwnerAlive(string(data)) {
+			continue
+		}
+		out = append(out, dir)
+	}
+	return out
 }

@@ -131,3 +131,28 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
+
+// TestAbandoned: a directory whose owner is gone is abandoned; one owned by
+// this process, or ownerless but fresh (being set up), is not.
+func TestAbandoned(t *testing.T) {
+	root := t.TempDir()
+	mk := func(name string) string {
+		dir := filepath.Join(root, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	dead, mine, fresh := mk("x-dead"), mk("x-mine"), mk("x-fresh")
+	mk("y-other")
+	if err := os.WriteFile(filepath.Join(dead, OwnerFile), []byte("999999999 1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteOwner(mine); err != nil {
+		t.Fatal(err)
+	}
+	_ = fresh
+	if got := Abandoned(root, "x-*"); len(got) != 1 || got[0] != dead {
+		t.Errorf("Abandoned = %v, want only %s", got, dead)
+	}
+}
