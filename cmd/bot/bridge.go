@@ -40,6 +40,7 @@ type bridge struct {
 	secrets bool     // pull-secret probing on
 	log     *slog.Logger
 	metrics *watch.Metrics // nil records nothing
+	guard   *fixGuard      // GitOps ownership and RBAC-bound approvals (gitops.go); nil: none
 
 	mu sync.Mutex
 	// proven caches, per incident, the pull secrets shown to work.
@@ -65,6 +66,7 @@ func newBridge(w *watch.Watcher, p *watch.Patcher, cs kubernetes.Interface, d wa
 // ---- watch.Notifier ----
 
 func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error) {
+	b.guard.detect(ctx, inc)
 	ref, err := b.app.Opened(ctx, b.toSlack(ctx, inc))
 	if err == nil {
 		b.findSecretsLater(ctx, inc, ref)
@@ -97,6 +99,7 @@ func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
 	delete(b.reported, inc.ID)
 	delete(b.proven, inc.ID)
 	b.mu.Unlock()
+	b.guard.forget(inc.ID)
 	if done || inc.NotifyRef == "" {
 		return nil
 	}
@@ -188,6 +191,7 @@ func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, er
 	if !ok {
 		return slackapp.Incident{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, id)
 	}
+	b.guard.detect(ctx, inc) // a click judges the workload as it is now
 	return b.toSlack(ctx, inc), nil
 }
 
@@ -265,6 +269,9 @@ func (b *bridge) toSlack(_ context.Context, inc watch.Incident) slackapp.Inciden
 	b.mu.Lock()
 	out.ProvenSecrets = b.proven[inc.ID]
 	b.mu.Unlock()
+	if o := b.guard.cached(inc.ID); o != nil {
+		out.GitOps = b.guard.slackGitOps(o)
+	}
 	return out
 }
 
@@ -348,6 +355,10 @@ func (b *bridge) provenSecrets(ctx context.Context, inc watch.Incident) []string
 // ---- slackapp.Fixer ----
 
 func (b *bridge) SetImage(ctx context.Context, incidentID, candidateID, approver string) (slackapp.FixResult, error) {
+	return b.setImage(ctx, incidentID, candidateID, approver, false)
+}
+
+func (b *bridge) setImage(ctx context.Context, incidentID, candidateID, approver string, temporary bool) (slackapp.FixResult, error) {
 	inc, ok := b.w.Incident(incidentID)
 	if !ok {
 		return slackapp.FixResult{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, incidentID)
@@ -363,7 +374,11 @@ func (b *bridge) SetImage(ctx context.Context, incidentID, candidateID, approver
 	if image == "" {
 		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("candidate %q is not one the diagnosis verified", candidateID)}
 	}
-	res, err := b.p.SetImage(ctx, watch.FixRequest{Key: inc.Key, NewImage: image, Approver: approverName(approver)})
+	ctx, who, err := b.guard.actAs(ctx, approver)
+	if err != nil {
+		return slackapp.FixResult{}, err
+	}
+	res, err := b.p.SetImage(ctx, watch.FixRequest{Key: inc.Key, NewImage: image, Approver: who, Temporary: temporary})
 	b.metrics.Patched("image", patchResult(err))
 	if err != nil {
 		return slackapp.FixResult{}, refused(err)
@@ -379,7 +394,11 @@ func (b *bridge) AddPullSecret(ctx context.Context, incidentID, secret, approver
 	if !slices.Contains(b.provenSecrets(ctx, inc), secret) {
 		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("secret %q is not proven to hold working credentials for %s", secret, inc.Key.Image)}
 	}
-	res, err := b.p.AddPullSecret(ctx, watch.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: approverName(approver)})
+	ctx, who, err := b.guard.actAs(ctx, approver)
+	if err != nil {
+		return slackapp.FixResult{}, err
+	}
+	res, err := b.p.AddPullSecret(ctx, watch.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: who})
 	b.metrics.Patched("pull_secret", patchResult(err))
 	if err != nil {
 		return slackapp.FixResult{}, refused(err)
@@ -450,9 +469,11 @@ func refused(err error) error {
 	var dry *watch.DryRunError
 	var notPatchable *watch.NotPatchableError
 	var ref *diagnose.ReferenceError
+	var guard *watch.WriteRefusedError
 	switch {
 	case errors.As(err, &stale), errors.As(err, &dry), errors.As(err, &notPatchable), errors.As(err, &ref),
-		errors.Is(err, watch.ErrConflict), errors.Is(err, watch.ErrPullSecretPresent), errors.Is(err, watch.ErrWorkloadNotFound):
+		errors.Is(err, watch.ErrConflict), errors.Is(err, watch.ErrPullSecretPresent), errors.Is(err, watch.ErrWorkloadNotFound),
+		errors.As(err, &guard):
 		return &slackapp.FixRefusedError{Reason: err.Error()}
 	}
 	return err
@@ -498,6 +519,7 @@ func (b *bridge) Diagnose(ctx context.Context, namespace, kind, name string) (sl
 		inc = known
 	}
 	b.provenSecrets(ctx, inc) // asked on demand: the answer may wait for it
+	b.guard.detect(ctx, inc)
 	return b.toSlack(ctx, inc), false, nil
 }
 

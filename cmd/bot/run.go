@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slack-go/slack"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -56,7 +57,12 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cfg.LeaderElection {
 		opts = append(opts, watch.WithLeaderElection(watch.LeaderConfig{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	patcher := watch.NewPatcher(env.cs, watch.WithPatcherLogger(log), watch.WithRolloutDeadline(cfg.RolloutDeadline))
+	guard, err := newFixGuard(cfg, env.cs, env.dyn, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: %v\n", err)
+		return 2
+	}
+	patcher := watch.NewPatcher(env.cs, append([]watch.PatcherOption{watch.WithPatcherLogger(log), watch.WithRolloutDeadline(cfg.RolloutDeadline)}, guard.patcherOptions()...)...)
 
 	var notifier watch.Notifier
 	var b *bridge
@@ -70,7 +76,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		notifier = newConsole(stdout, human)
 	} else {
 		b = newBridge(nil, patcher, env.cs, env.diag, env.prober, cfg, log)
-		b.metrics = metrics
+		b.metrics, b.guard = metrics, guard
 		app, err := newSlackApp(ctx, cfg, b, log, newSlackMetrics(reg))
 		if err != nil {
 			fmt.Fprintf(stderr, "bot: %v\n", err)
@@ -78,6 +84,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		defer app.Close()
 		b.app = app
+		guard.email = app.UserEmail
 		notifier = b
 		if cfg.AppToken != "" {
 			// Slack hands each Socket Mode event to one open connection, so
@@ -145,7 +152,7 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m
 	approvers := slackapp.NewApprovers(policy, slackapp.SlackGroupMembers{API: api}, slackapp.WithOpenActions(cfg.OpenActions))
 	return slackapp.New(api, slackapp.Config{
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
-	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers},
+	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers, Authorizer: b},
 		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3))), nil
 }
 
@@ -172,6 +179,7 @@ type runEnv struct {
 	cfg    Config
 	log    *slog.Logger
 	cs     kubernetes.Interface
+	dyn    dynamic.Interface // GitOps owners (Argo CD Applications, Flux objects)
 	where  string
 	prober *diagnose.Prober
 	diag   *diagnose.Diagnoser
@@ -191,7 +199,7 @@ func setup(stderr io.Writer) (runEnv, int) {
 	// the log is one format (JSON lines for collectors) and RBAC denials
 	// are not lost on a side channel.
 	klog.SetSlogLogger(log)
-	cs, where, err := kubeClient(cfg.Kubeconfig)
+	cs, dyn, where, err := kubeClient(cfg.Kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return runEnv{}, 1
@@ -201,12 +209,12 @@ func setup(stderr io.Writer) (runEnv, int) {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return runEnv{}, 2
 	}
-	return runEnv{cfg: cfg, log: log, cs: cs, where: where, prober: p, diag: d}, 0
+	return runEnv{cfg: cfg, log: log, cs: cs, dyn: dyn, where: where, prober: p, diag: d}, 0
 }
 
 // kubeClient connects the way kubectl would: in-cluster when running in a
 // pod, else the given path, $KUBECONFIG, ~/.kube/config. It says which.
-func kubeClient(path string) (kubernetes.Interface, string, error) {
+func kubeClient(path string) (kubernetes.Interface, dynamic.Interface, string, error) {
 	var cfg *rest.Config
 	var where string
 	if path == "" {
@@ -221,7 +229,7 @@ func kubeClient(path string) (kubernetes.Interface, string, error) {
 		}
 		c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 		if err != nil {
-			return nil, "", fmt.Errorf("no Kubernetes connection: %w (set PULLFIX_KUBECONFIG or KUBECONFIG, or run `make run` for the local demo cluster)", err)
+			return nil, nil, "", fmt.Errorf("no Kubernetes connection: %w (set PULLFIX_KUBECONFIG or KUBECONFIG, or run `make run` for the local demo cluster)", err)
 		}
 		cfg, where = c, rules.GetDefaultFilename()
 		if path != "" {
@@ -238,9 +246,13 @@ func kubeClient(path string) (kubernetes.Interface, string, error) {
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, "", fmt.Errorf("kubernetes client: %w", err)
 	}
-	return cs, where, nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	return cs, dyn, where, nil
 }
 
 // newDiagnoser builds the registry prober and diagnoser from configuration.

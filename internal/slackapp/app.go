@@ -51,6 +51,8 @@ type Incident struct {
 	ProvenSecrets []string
 	// Ref is where the root message is ("channel:ts"), "" before it is posted.
 	Ref string
+	// GitOps is set when a GitOps controller owns the workload.
+	GitOps *GitOps
 }
 
 // Workload renders "deployment/ui-new".
@@ -179,6 +181,9 @@ type Deps struct {
 	Fixer     Fixer
 	OnDemand  OnDemand
 	Approvers ApprovalPolicy
+	// Authorizer, when set, may refuse a fix privately before it starts
+	// (authorize.go).
+	Authorizer FixAuthorizer
 }
 
 // Config is the App's Slack configuration.

@@ -92,6 +92,9 @@ type MessageInput struct {
 	Until time.Time
 	// StateNote is one more line under the state (free text, escaped).
 	StateNote string
+	// GitOps is set when a GitOps controller owns the workload: the
+	// message offers the Git change instead of a live patch (render_gitops.go).
+	GitOps *GitOps
 }
 
 func (in *MessageInput) fill() {
@@ -167,7 +170,7 @@ func Render(in MessageInput) Message {
 		b.section("state", "💤 *Snoozed* until "+slackDate(in.Until)+" "+byActor("", in.Actor)+".")
 		text = fmt.Sprintf("Snoozed: %s — %s (cluster %s)", title, workload, in.Cluster)
 	default:
-		text = fmt.Sprintf("%s — %s in %s (cluster %s)", title, workload, in.Namespace, in.Cluster)
+		text = fmt.Sprintf("%s — %s in %s (cluster %s)", title, workload, in.Namespace, in.Cluster) + gitopsPlain(in)
 	}
 	if in.StateNote != "" {
 		b.context("note", esc(in.StateNote))

@@ -37,6 +37,7 @@ var apiMethods = map[string]apiMethod{
 	"chat.getPermalink":     {handle: (*Emulator).chatGetPermalink},
 	"conversations.info":    {handle: (*Emulator).conversationsInfo},
 	"usergroups.users.list": {handle: (*Emulator).usergroupsUsersList},
+	"users.info":            {handle: (*Emulator).usersInfo},
 	"apps.connections.open": {token: appTokenOnly, headerOnly: true, handle: (*Emulator).appsConnectionsOpen},
 }
 
