@@ -112,6 +112,8 @@ type world struct {
 	// say how that node reaches each registry host of mirrors.
 	realNode bool
 	routes   map[string]node.Route
+	// slack holds more of the chart's slack values (e.g. rbacMapping).
+	slack map[string]any
 }
 
 // newE2E renders the chart with Slack on, creates its ServiceAccount, RBAC
@@ -172,8 +174,10 @@ func newE2E(t *testing.T, w world) *e2e {
 			"appToken":  emu.AppToken(),
 		},
 		// The one Slack setting a real install never needs: where Slack is.
+		// (w.slack is merged in below.)
 		"extraEnv": []any{map[string]any{"name": "PULLFIX_SLACK_API_URL", "value": emu.APIURL()}},
 	}
+	maps.Copy(values["slack"].(map[string]any), w.slack)
 	objs, err := h.Render(ctx, release, e.system, values)
 	if err != nil {
 		t.Fatal(err)
