@@ -138,7 +138,7 @@ const (
 func Render(in MessageInput) Message {
 	in.fill()
 	d := in.Diagnosis
-	b := newBuilder("pf", fmt.Sprintf("%+v", in))
+	b := newBuilder("pf", renderKey(in))
 	title := d.Cause.Title()
 	workload := in.Kind + " " + in.Name
 
@@ -268,7 +268,7 @@ func renderResolved(in MessageInput, b *builder) Message {
 func RenderDetails(in MessageInput) Message {
 	in.fill()
 	d := in.Diagnosis
-	b := newBuilder("pfd", fmt.Sprintf("%+v", in))
+	b := newBuilder("pfd", renderKey(in))
 	facts := "*Details* — " + esc(in.Kind) + " " + code(in.Namespace+"/"+in.Name)
 	if in.Container != "" {
 		facts += ", container " + code(in.Container)

@@ -74,7 +74,7 @@ func (b *builder) gitopsFix(in MessageInput) {
 		v := ActionValue{Cluster: in.Cluster, IncidentID: in.IncidentID, Action: ActionTempImage, Arg: c.ID}
 		wl := fmt.Sprintf("%s %s/%s, container %s, cluster %s", in.Kind, in.Namespace, in.Name, in.Container, in.Cluster)
 		confirm := confirmDialog("Temporary live patch?",
-			code(shorten(in.Image, 110))+" → "+code(shorten(c.Image, 110))+"\n"+esc(wl)+
+			code(shorten(in.Image, 90))+" → "+code(shorten(c.Image, 90))+"\n"+esc(shorten(wl, 70))+
 				"\n"+esc(g.Tool)+" will put Git's image back: change Git too.", "Patch temporarily")
 		label := "Temporary live patch: " + imageForButton(c.Image, maxButtonText-len("Temporary live patch: "))
 		b.actions("gitops-temp", b.button(v, label, false, confirm))
@@ -122,4 +122,17 @@ func gitopsPlain(in MessageInput) string {
 		return ""
 	}
 	return " — managed by " + in.GitOps.Tool + " " + in.GitOps.OwnerRef + ": fix it in Git"
+}
+
+// renderKey is an input's identity for its block ids. The GitOps part
+// (a pointer, whose address must not reach the ids) is added by value and
+// only when set, so every other message keeps the ids it had.
+func renderKey(in MessageInput) string {
+	g := in.GitOps
+	in.GitOps = nil
+	s := strings.Replace(fmt.Sprintf("%+v", in), " GitOps:<nil>}", "}", 1)
+	if g != nil {
+		s += fmt.Sprintf("%+v", *g)
+	}
+	return s
 }
