@@ -63,38 +63,47 @@ func installArgoApplication(t *testing.T, e *e2e, name, argoNS string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ensureNamespace(t, e.admin, argoNS)
+	createCustom(t, dyn, "argoproj.io", "v1alpha1", "applications", "Application", argoNS, name, map[string]any{
+		"project":     "default",
+		"source":      map[string]any{"repoURL": "https://github.com/example/shop-deploy.git", "path": "apps/ui", "targetRevision": "main"},
+		"destination": map[string]any{"server": "https://kubernetes.default.svc", "namespace": "shop"},
+		"syncPolicy":  map[string]any{"automated": map[string]any{"prune": true, "selfHeal": true}},
+	})
+}
+
+// createCustom installs a CRD for group/version/plural (kind; the schema
+// left open) if absent and creates one object of it with spec, removed
+// when the test ends. Only the group, version, kind and the fields pullfix
+// reads matter: the real controllers' CRDs are much larger.
+func createCustom(t *testing.T, dyn dynamic.Interface, group, version, plural, kind, ns, name string, spec map[string]any) {
+	t.Helper()
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-		"metadata": map[string]any{"name": "applications.argoproj.io"},
+		"metadata": map[string]any{"name": plural + "." + group},
 		"spec": map[string]any{
-			"group": "argoproj.io", "scope": "Namespaced",
-			"names": map[string]any{"plural": "applications", "singular": "application", "kind": "Application", "listKind": "ApplicationList"},
-			"versions": []any{map[string]any{"name": "v1alpha1", "served": true, "storage": true,
+			"group": group, "scope": "Namespaced",
+			"names": map[string]any{"plural": plural, "singular": strings.ToLower(kind), "kind": kind, "listKind": kind + "List"},
+			"versions": []any{map[string]any{"name": version, "served": true, "storage": true,
 				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
 		},
 	}}
 	if _, err := dyn.Resource(crdGVR).Create(t.Context(), crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	ensureNamespace(t, e.admin, argoNS)
-	gvr := schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
-	app := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-		"metadata": map[string]any{"name": name, "namespace": argoNS},
-		"spec": map[string]any{
-			"project":     "default",
-			"source":      map[string]any{"repoURL": "https://github.com/example/shop-deploy.git", "path": "apps/ui", "targetRevision": "main"},
-			"destination": map[string]any{"server": "https://kubernetes.default.svc", "namespace": "shop"},
-			"syncPolicy":  map[string]any{"automated": map[string]any{"prune": true, "selfHeal": true}},
-		},
+	gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: plural}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": group + "/" + version, "kind": kind,
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec":     spec,
 	}}
 	// The CRD serves once Established; creating the object proves it.
-	poll(t, 30*time.Second, "the Application CRD to serve", func(ctx context.Context) (bool, error) {
-		_, err := dyn.Resource(gvr).Namespace(argoNS).Create(ctx, app, metav1.CreateOptions{})
+	poll(t, 30*time.Second, "the "+kind+" CRD to serve", func(ctx context.Context) (bool, error) {
+		_, err := dyn.Resource(gvr).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{})
 		return err == nil || apierrors.IsAlreadyExists(err), nil
 	})
-	t.Cleanup(func() { _ = dyn.Resource(gvr).Namespace(argoNS).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = dyn.Resource(gvr).Namespace(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
 }
 
 // rootFor waits for the root message whose header names the workload.
