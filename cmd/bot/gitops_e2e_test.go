@@ -358,3 +358,43 @@ func TestApproverWithoutRBACCannotPatch(t *testing.T) {
 	t.Logf("change-cause: %q", cause)
 	e.checkNoForbidden(t)
 }
+
+// TestGitOpsTemporaryPatchIsMarked: with the opt-in on
+// (PULLFIX_GITOPS_TEMPORARY_PATCH, the chart's gitops.temporaryPatch), a
+// Flux-owned Deployment's message offers, beside the Git change, a
+// "Temporary live patch" button; the approver's click patches the image,
+// the change-cause says TEMPORARY and that Git still names the old image,
+// and the message says a temporary patch was made.
+func TestGitOpsTemporaryPatchIsMarked(t *testing.T) {
+	e := gitopsWorld(t, nil)
+	e.env["PULLFIX_GITOPS_TEMPORARY_PATCH"] = "true"
+	startBot(t, e)
+	e.createLabelled(t, "ui-flux",
+		map[string]string{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}, nil)
+	root := e.rootFor(t, "ui-flux")
+	e.facts(t, root.TS, "+  image: "+goodImage)
+	bs := parseBlocks(t, e.root(t, root.TS).Blocks)
+	if bs.hasAction(slackapp.ActionIDSetImage) {
+		t.Error("the message offers the default Set image on a GitOps-owned workload")
+	}
+	temp := bs.button(t, slackapp.ActionIDTempImage, "Temporary live patch: retail-store-sample-ui:1.2.1")
+
+	e.click(t, approverID, root, temp)
+	e.waitReady(t, "ui-flux", goodImage)
+	cause := e.deployment(t, "ui-flux").Annotations[watch.ChangeCauseAnnotation]
+	if !strings.Contains(cause, "TEMPORARY live patch") || !strings.Contains(cause, "Git still names the old image") || !strings.Contains(cause, approverID) {
+		t.Errorf("change-cause %q does not mark the patch temporary and name the approver", cause)
+	}
+	waitSlack(t, e.emu, 60*time.Second, "the resolved message to say the patch was temporary", func() bool {
+		m, _ := e.emu.Message(channelID, root.TS)
+		var bs blocks
+		return json.Unmarshal(m.Blocks, &bs) == nil && bs.header() == "✅ ui-flux 1/1 Running on retail-store-sample-ui:1.2.1" &&
+			strings.Contains(bs.text(), "TEMPORARY live patch")
+	})
+	var thread []string
+	for _, r := range e.replies(root.TS) {
+		thread = append(thread, r.Text)
+	}
+	t.Logf("change-cause %q; thread %q", cause, thread)
+	e.checkNoForbidden(t)
+}
