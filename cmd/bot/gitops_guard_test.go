@@ -124,10 +124,14 @@ func TestPatcherGuardsGitOpsWrites(t *testing.T) {
 			"Flux Kustomization " + ns + "/apps from ssh://git@git.example/fleet path ./apps/shop @ main"},
 		{"flux-temp", flux, nil, true, true, true, "", ""},
 		{"plain", nil, nil, false, false, true, "", ""},
+		// Argo CD's label tracking: the Application of that name settles it.
+		{"argo-label", map[string]string{gitops.ArgoInstanceLabel: "heal"}, nil, true, false, false, "self-heal is on", ""},
+		// The same common label, and Argo CD has no such Application: not Argo CD's.
+		{"instance-label-no-app", map[string]string{gitops.ArgoInstanceLabel: "web"}, nil, false, false, true, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := plainDeployment(t, admin, ns, tc.name, tc.labels, tc.ann)
-			g, err := newFixGuard(Config{GitOpsTemporaryPatch: tc.allowTemp}, admin, dyn, slog.New(slog.DiscardHandler))
+			g, err := newFixGuard(Config{GitOpsTemporaryPatch: tc.allowTemp, ArgoCDNamespace: argoNS}, admin, dyn, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}

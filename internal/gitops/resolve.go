@@ -56,16 +56,21 @@ func (r *Resolver) Owner(ctx context.Context, obj metav1.Object) (Owner, bool) {
 	if !ok {
 		return Owner{}, false
 	}
+	missing := false
 	if r != nil && r.dyn != nil {
-		r.resolve(ctx, &o)
+		missing = r.resolve(ctx, &o)
 	}
-	if o.ByLabelOnly && !o.Read && obj.GetLabels()[helmManagedBy] == "Helm" {
+	if o.ByLabelOnly && !o.Read && (missing || obj.GetLabels()[helmManagedBy] == "Helm") {
+		// Only the common instance label, and Argo CD's API says it has
+		// no such Application (or Helm manages the object): not Argo CD's.
 		return Owner{}, false
 	}
 	return o, true
 }
 
-func (r *Resolver) resolve(ctx context.Context, o *Owner) {
+// resolve fills o from its owning object; missing reports that the API
+// serves the kind and said the object does not exist.
+func (r *Resolver) resolve(ctx context.Context, o *Owner) (missing bool) {
 	switch o.Kind {
 	case "Application":
 		ns := o.Namespace
@@ -74,7 +79,7 @@ func (r *Resolver) resolve(ctx context.Context, o *Owner) {
 		}
 		u, err := r.get(ctx, applicationGVRs, ns, o.Name)
 		if err != nil {
-			return
+			return apierrors.IsNotFound(err) && !kindNotServed(err)
 		}
 		o.Namespace, o.Read, o.ByLabelOnly = ns, true, false
 		readApplication(u, o)
@@ -101,6 +106,7 @@ func (r *Resolver) resolve(ctx context.Context, o *Owner) {
 		}
 		r.readSource(ctx, u, []string{"spec", "chart", "spec", "sourceRef"}, o)
 	}
+	return false
 }
 
 // readApplication reads an Argo CD Application's source and sync policy:
