@@ -94,4 +94,3 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
-
