@@ -194,12 +194,16 @@ func (e *e2e) waitEphemeral(t *testing.T, user string, wants ...string) string {
 // nothing and is answered privately.
 func TestGitOpsManagedWorkloadIsNotPatched(t *testing.T) {
 	e := gitopsWorld(t, nil)
-	installArgoApplication(t, e, "shop-ui", "argocd")
+	// Its own Argo CD namespace (Argo CD's "apps in any namespace" form of
+	// the tracking id names it), so runs never meet a namespace still
+	// terminating from the last one.
+	argoNS := e.ns + "-argocd"
+	installArgoApplication(t, e, "shop-ui", argoNS)
 	startBot(t, e)
 
 	argo := e.createLabelled(t, "ui-argo",
 		map[string]string{"app.kubernetes.io/instance": "shop-ui"},
-		map[string]string{"argocd.argoproj.io/tracking-id": "shop-ui:apps/Deployment:" + e.ns + "/ui-argo"})
+		map[string]string{"argocd.argoproj.io/tracking-id": argoNS + "_shop-ui:apps/Deployment:" + e.ns + "/ui-argo"})
 	flux := e.createLabelled(t, "ui-flux",
 		map[string]string{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}, nil)
 	adopted := e.createDeployment(t, "ui-adopted", badImage)
@@ -209,7 +213,7 @@ func TestGitOpsManagedWorkloadIsNotPatched(t *testing.T) {
 		name  string
 		wants []string
 	}{
-		{"ui-argo", []string{"Managed by Argo CD", "Application argocd/shop-ui", "https://github.com/example/shop-deploy.git",
+		{"ui-argo", []string{"Managed by Argo CD", "Application " + argoNS + "/shop-ui", "https://github.com/example/shop-deploy.git",
 			"apps/ui", "`main`", "self-heal is on", "reverted", "Fix it in Git", "# repo: https://github.com/example/shop-deploy.git @ main", "# path: apps/ui"}},
 		{"ui-flux", []string{"Managed by Flux", "Kustomization flux-system/apps", "reverted", "Fix it in Git"}},
 	} {
@@ -256,6 +260,13 @@ func TestGitOpsManagedWorkloadIsNotPatched(t *testing.T) {
 	if !strings.Contains(said, "ui-adopted") || !strings.Contains(said, "Flux") || !strings.Contains(said, "Nothing was patched") {
 		t.Errorf("the click on the adopted workload was answered %q", said)
 	}
+	// …and its message now shows the owner and the Git change instead.
+	waitSlack(t, e.emu, 30*time.Second, "ui-adopted's message to show its new owner", func() bool {
+		m, _ := e.emu.Message(channelID, root.TS)
+		var bs blocks
+		return json.Unmarshal(m.Blocks, &bs) == nil && strings.Contains(bs.text(), "Managed by Flux") &&
+			strings.Contains(bs.text(), gitChange) && !bs.hasAction(slackapp.ActionIDSetImage)
+	})
 
 	for _, d := range []*appsv1.Deployment{argo, flux, adopted} {
 		e.unchanged(t, d)

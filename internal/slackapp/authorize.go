@@ -35,6 +35,12 @@ func (a *App) authorizeFix(ctx context.Context, c click) bool {
 	if c.value.Action != ActionTempImage && c.inc.GitOps != nil {
 		a.replyError(ctx, c.cb.ResponseURL, fmt.Sprintf("Nothing was patched: %s is managed by %s %s, which would revert a live patch. Make the change in Git (the message shows it).",
 			c.inc.Workload(), c.inc.GitOps.Tool, c.inc.GitOps.OwnerRef))
+		if c.ref != "" && c.inc.Diagnosis != nil {
+			// The message may predate the ownership (a workload a GitOps
+			// controller adopted since): show the owner and the Git change
+			// in place of the live-patch buttons.
+			a.editRoot(ctx, c, Render(a.messageInput(c.inc, "")))
+		}
 		return false
 	}
 	if a.deps.Authorizer == nil {
