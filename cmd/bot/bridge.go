@@ -21,6 +21,9 @@ import (
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/creds"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
 
 // bridge joins the two edges that never import each other: it is the
@@ -30,7 +33,7 @@ import (
 // state, from the incident id and candidate id the button carries.
 type bridge struct {
 	w       *watch.Watcher
-	p       *watch.Patcher
+	p       *fix.Patcher
 	cs      kubernetes.Interface
 	diag    watch.Diagnoser
 	prober  *diagnose.Prober
@@ -54,7 +57,7 @@ type bridge struct {
 	inflight map[string]bool
 }
 
-func newBridge(w *watch.Watcher, p *watch.Patcher, cs kubernetes.Interface, d watch.Diagnoser, prober *diagnose.Prober, cfg Config, log *slog.Logger) *bridge {
+func newBridge(w *watch.Watcher, p *fix.Patcher, cs kubernetes.Interface, d watch.Diagnoser, prober *diagnose.Prober, cfg Config, log *slog.Logger) *bridge {
 	return &bridge{
 		w: w, p: p, cs: cs, diag: d, prober: prober, cluster: cfg.Cluster, scope: cfg.Namespaces,
 		secrets: cfg.PullSecretProbing, log: log, proven: map[string][]string{}, reported: map[string]bool{},
@@ -131,7 +134,9 @@ func (b *bridge) readiness(ctx context.Context, k watch.Key) (ready, desired int
 
 // containerImage is the image the incident's container field names now
 // (an image volume's reference for "volume:NAME").
-func containerImage(spec corev1.PodSpec, name string) string { return watch.TemplateImage(&spec, name) }
+func containerImage(spec corev1.PodSpec, name string) string {
+	return workload.TemplateImage(&spec, name)
+}
 
 func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 	if g.NotifyRef == "" || g.Diagnosis == nil {
@@ -332,7 +337,7 @@ func (b *bridge) provenSecrets(ctx context.Context, inc watch.Incident) []string
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	found, err := watch.FindWorkingPullSecrets(ctx, b.cs, inc.Key.Namespace, inc.Key.Image, inc.Diagnosis.Target.Platform, b.prober, watch.WithFindLogger(b.log))
+	found, err := creds.FindWorkingPullSecrets(ctx, b.cs, inc.Key.Namespace, inc.Key.Image, inc.Diagnosis.Target.Platform, b.prober, creds.WithFindLogger(b.log))
 	if err != nil {
 		b.log.Warn("looking for working pull secrets", "incident", inc.ID, "err", err)
 		return nil
@@ -363,7 +368,7 @@ func (b *bridge) SetImage(ctx context.Context, incidentID, candidateID, approver
 	if image == "" {
 		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("candidate %q is not one the diagnosis verified", candidateID)}
 	}
-	res, err := b.p.SetImage(ctx, watch.FixRequest{Key: inc.Key, NewImage: image, Approver: approverName(approver)})
+	res, err := b.p.SetImage(ctx, fix.FixRequest{Key: inc.Key, NewImage: image, Approver: approverName(approver)})
 	b.metrics.Patched("image", patchResult(err))
 	if err != nil {
 		return slackapp.FixResult{}, refused(err)
@@ -379,7 +384,7 @@ func (b *bridge) AddPullSecret(ctx context.Context, incidentID, secret, approver
 	if !slices.Contains(b.provenSecrets(ctx, inc), secret) {
 		return slackapp.FixResult{}, &slackapp.FixRefusedError{Reason: fmt.Sprintf("secret %q is not proven to hold working credentials for %s", secret, inc.Key.Image)}
 	}
-	res, err := b.p.AddPullSecret(ctx, watch.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: approverName(approver)})
+	res, err := b.p.AddPullSecret(ctx, fix.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: approverName(approver)})
 	b.metrics.Patched("pull_secret", patchResult(err))
 	if err != nil {
 		return slackapp.FixResult{}, refused(err)
@@ -392,7 +397,7 @@ func (b *bridge) FollowRollout(ctx context.Context, incidentID string, progress 
 	if !ok {
 		return slackapp.RolloutResult{}, fmt.Errorf("%w: %q", slackapp.ErrUnknownIncident, incidentID)
 	}
-	st, err := b.p.FollowRollout(ctx, inc.Key, func(s watch.RolloutStatus) {
+	st, err := b.p.FollowRollout(ctx, inc.Key, func(s fix.RolloutStatus) {
 		progress(slackapp.RolloutProgress{Ready: int(s.ReadyPods), Desired: int(s.Desired), Message: s.Summary})
 	})
 	rr := slackapp.RolloutResult{Ready: st.Ready, ReadyPods: int(st.ReadyPods), Desired: int(st.Desired), Image: st.Image, Message: st.Summary}
@@ -414,7 +419,7 @@ func (b *bridge) FollowRollout(ctx context.Context, incidentID string, progress 
 // private registry does not read as unauthorized), its node's platform and
 // the workload's hints. When that pod cannot be read it falls back to the
 // kubelet's words alone, which claim no more than they carry.
-func (b *bridge) rediagnose(ctx context.Context, inc watch.Incident, f watch.PodFailure) diagnose.Diagnosis {
+func (b *bridge) rediagnose(ctx context.Context, inc watch.Incident, f fix.PodFailure) diagnose.Diagnosis {
 	incs, err := watch.DiagnoseWorkload(ctx, b.cs, b.diag, b.log, b.cluster, inc.Key.Namespace, inc.Key.Workload)
 	if err == nil {
 		for _, got := range incs {
@@ -435,7 +440,7 @@ func patchResult(err error) string {
 	switch {
 	case err == nil:
 		return "applied"
-	case errors.Is(err, watch.ErrConflict):
+	case errors.Is(err, fix.ErrConflict):
 		return "stale"
 	case errors.As(refused(err), &fr):
 		return "refused"
@@ -446,13 +451,13 @@ func patchResult(err error) string {
 // refused turns the patcher's refusals into words for the clicker; other
 // errors stay errors.
 func refused(err error) error {
-	var stale *watch.StaleError
-	var dry *watch.DryRunError
-	var notPatchable *watch.NotPatchableError
+	var stale *fix.StaleError
+	var dry *fix.DryRunError
+	var notPatchable *fix.NotPatchableError
 	var ref *diagnose.ReferenceError
 	switch {
 	case errors.As(err, &stale), errors.As(err, &dry), errors.As(err, &notPatchable), errors.As(err, &ref),
-		errors.Is(err, watch.ErrConflict), errors.Is(err, watch.ErrPullSecretPresent), errors.Is(err, watch.ErrWorkloadNotFound):
+		errors.Is(err, fix.ErrConflict), errors.Is(err, fix.ErrPullSecretPresent), errors.Is(err, watch.ErrWorkloadNotFound):
 		return &slackapp.FixRefusedError{Reason: err.Error()}
 	}
 	return err

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pullfix/pullfix/internal/slackapp"
-	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
 func TestPatchResult(t *testing.T) {
@@ -18,10 +18,10 @@ func TestPatchResult(t *testing.T) {
 		want string
 	}{
 		{nil, "applied"},
-		{&watch.StaleError{Container: "ui", Want: "a", Got: "b"}, "stale"},
-		{watch.ErrConflict, "stale"},
-		{&watch.DryRunError{Err: errors.New("denied by policy")}, "refused"},
-		{watch.ErrPullSecretPresent, "refused"},
+		{&fix.StaleError{Container: "ui", Want: "a", Got: "b"}, "stale"},
+		{fix.ErrConflict, "stale"},
+		{&fix.DryRunError{Err: errors.New("denied by policy")}, "refused"},
+		{fix.ErrPullSecretPresent, "refused"},
 		{errors.New("connection refused"), "error"},
 	}
 	for _, c := range cases {

@@ -20,6 +20,8 @@ import (
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/leader"
 )
 
 func init() {
@@ -54,9 +56,9 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		opts = append(opts, watch.WithStateConfigMap(cfg.PodNamespace, cfg.StateConfigMap))
 	}
 	if cfg.LeaderElection {
-		opts = append(opts, watch.WithLeaderElection(watch.LeaderConfig{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
+		opts = append(opts, watch.WithLeaderElection(leader.Config{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	patcher := watch.NewPatcher(env.cs, watch.WithPatcherLogger(log), watch.WithRolloutDeadline(cfg.RolloutDeadline))
+	patcher := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
 
 	var notifier watch.Notifier
 	var b *bridge

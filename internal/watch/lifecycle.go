@@ -42,8 +42,8 @@ func (w *Watcher) Incident(id string) (Incident, bool) {
 		return inc, true
 	}
 	w.mu.Unlock()
-	if r, ok := w.store.get(id); ok {
-		return r.incident(), true
+	if r, ok := w.store.Get(id); ok {
+		return r.Incident(), true
 	}
 	return Incident{}, false
 }
@@ -73,7 +73,7 @@ func (w *Watcher) Snooze(ctx context.Context, id string, until time.Time, by str
 		return fmt.Errorf("snooze %s: until %s is not in the future", id, until.Format(time.RFC3339))
 	}
 	return w.change(ctx, id, "snooze", func(inc *Incident) (bool, error) {
-		if inc.State.closed() {
+		if inc.State.Closed() {
 			return false, &TransitionError{ID: inc.ID, Op: "snooze", State: inc.State}
 		}
 		inc.State, inc.By, inc.SnoozedUntil = StateSnoozed, by, until
@@ -162,8 +162,8 @@ func (w *Watcher) change(ctx context.Context, id, op string, f func(*Incident) (
 		keys = []string{ks}
 	} else {
 		w.mu.Unlock()
-		if r, ok := w.store.get(id); ok {
-			inc := r.incident()
+		if r, ok := w.store.Get(id); ok {
+			inc := r.Incident()
 			if _, err := f(&inc); err != nil {
 				return err
 			}
@@ -247,7 +247,7 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 	}
 	now := time.Now()
 	switch {
-	case inc.State.closed():
+	case inc.State.Closed():
 		if len(inc.Pods) == 0 {
 			w.drop(ks)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
+	"github.com/pullfix/pullfix/internal/watch/creds"
 )
 
 var cp *controlplane.ControlPlane
@@ -481,7 +482,7 @@ func TestKeychainFromSecrets(t *testing.T) {
 				`{"auths":{%q:{"username":%q,"password":"pw"}}}`, key, user))},
 		}
 	}
-	kc, errs := KeychainFromSecrets([]*corev1.Secret{
+	kc, errs := creds.KeychainFromSecrets([]*corev1.Secret{
 		mk("hub", "https://index.docker.io/v1/", "hubuser"),
 		mk("ecr", "123456789012.dkr.ecr.us-west-2.amazonaws.com", "AWS"),
 		mk("glob", "*.example.com:5000", "globuser"),

@@ -34,6 +34,9 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/incident"
+	"github.com/pullfix/pullfix/internal/watch/leader"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
 
 // Diagnoser turns a target into a diagnosis; internal/diagnose's Diagnoser
@@ -95,13 +98,13 @@ func WithMetrics(m *Metrics) Option { return func(w *Watcher) { w.metrics = m } 
 
 // WithStateConfigMap persists incidents (ID, lifecycle, notification
 // reference, verified candidates) in the ConfigMap namespace/name — the
-// bot's own namespace; name "" means DefaultStateConfigMap — so a restart
+// bot's own namespace; name "" means incident.DefaultStateConfigMap — so a restart
 // or a new leader posts nothing twice. Default: state in memory only, so a
 // restart posts every open incident again.
 func WithStateConfigMap(namespace, name string) Option {
 	return func(w *Watcher) {
 		if name == "" {
-			name = DefaultStateConfigMap
+			name = incident.DefaultStateConfigMap
 		}
 		w.stateNS, w.stateName = namespace, name
 	}
@@ -120,7 +123,7 @@ func WithStateLimits(ttl time.Duration, maxEntries, maxBytes int) Option {
 // only while it leads; followers keep their informers warm, so a new
 // leader needs only to read the state ConfigMap before it takes over.
 // Default: no election (a single replica).
-func WithLeaderElection(cfg LeaderConfig) Option {
+func WithLeaderElection(cfg leader.Config) Option {
 	return func(w *Watcher) { c := cfg; w.leader = &c }
 }
 
@@ -151,16 +154,16 @@ type Watcher struct {
 	resolveTimeout time.Duration
 	metrics        *Metrics
 	groupWindow    time.Duration
-	leader         *LeaderConfig
+	leader         *leader.Config
 	onLeading      func(context.Context)
 
 	stateNS, stateName string
 	stateTTL           time.Duration
 	stateMaxEntries    int
 	stateMaxBytes      int
-	store              *stateStore
+	store              *incident.Store
 
-	owners *ownerResolver
+	owners *workload.OwnerResolver
 	inputs *inputs
 
 	runMu   sync.Mutex // one Run at a time
@@ -215,20 +218,12 @@ func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) *Watc
 		o(w)
 	}
 	if w.stateName != "" {
-		w.store = newStateStore(cs, w.stateNS, w.stateName, w.log)
+		w.store = incident.NewStore(cs, w.stateNS, w.stateName, w.log)
 	} else {
-		w.store = newStateStore(nil, "", "", w.log)
+		w.store = incident.NewStore(nil, "", "", w.log)
 	}
-	if w.stateTTL > 0 {
-		w.store.ttl = w.stateTTL
-	}
-	if w.stateMaxEntries > 0 {
-		w.store.maxEntries = w.stateMaxEntries
-	}
-	if w.stateMaxBytes > 0 {
-		w.store.maxBytes = w.stateMaxBytes
-	}
-	w.owners = newOwnerResolver(cs, 0)
+	w.store.SetLimits(w.stateTTL, w.stateMaxEntries, w.stateMaxBytes)
+	w.owners = workload.NewOwnerResolver(cs, 0)
 	w.inputs = newInputs(cs)
 	return w
 }
@@ -258,14 +253,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return errors.New("watch: Run is already running")
 	}
 	defer w.runMu.Unlock()
-	var leader LeaderConfig
+	var lc leader.Config
 	if w.leader != nil {
 		var err error
-		if leader, err = w.leader.withDefaults(); err != nil {
+		if lc, err = w.leader.WithDefaults(); err != nil {
 			return err
 		}
-		if leader.Logger == slog.Default() {
-			leader.Logger = w.log
+		if lc.Logger == slog.Default() {
+			lc.Logger = w.log
 		}
 	}
 	if err := w.startInformers(ctx); err != nil {
@@ -284,11 +279,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return nil
 	}
 	for {
-		err := RunWithLeaderElection(ctx, w.cs, leader, w.lead)
+		err := leader.Run(ctx, w.cs, lc, w.lead)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && !errors.Is(err, ErrLeadershipLost) {
+		if err != nil && !errors.Is(err, leader.ErrLeadershipLost) {
 			return err
 		}
 	}
@@ -438,7 +433,7 @@ func (w *Watcher) lead(ctx context.Context) {
 func (w *Watcher) loadState(ctx context.Context) bool {
 	delay := 500 * time.Millisecond
 	for {
-		err := w.store.load(ctx)
+		err := w.store.Load(ctx)
 		if err == nil {
 			return true
 		}
@@ -546,7 +541,7 @@ func (w *Watcher) enqueuePod(obj any) {
 	}
 	if pod, ok := obj.(*corev1.Pod); ok {
 		key := pod.Namespace + "/" + pod.Name
-		if w.log.Enabled(context.Background(), slog.LevelDebug) && len(FailingContainers(pod)) > 0 {
+		if w.log.Enabled(context.Background(), slog.LevelDebug) && len(workload.FailingContainers(pod)) > 0 {
 			w.mu.Lock()
 			known := w.podKeys[key] != nil
 			w.mu.Unlock()
@@ -695,7 +690,7 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 	}
 	var keys []string
 	if pod != nil && pod.DeletionTimestamp == nil {
-		failing := FailingContainers(pod)
+		failing := workload.FailingContainers(pod)
 		if len(failing) > 0 {
 			if cached, _ := w.cachedPod(ns, name); cached == nil {
 				// Outside the Pending cache (a Running pod: an ephemeral
@@ -756,7 +751,7 @@ const outsideResync = 15 * time.Second
 // sourceWorkload is the workload of an incident: the pod's owner, except
 // for an ephemeral container, which belongs to this one pod (`kubectl
 // debug` added it there; no controller knows of it).
-func sourceWorkload(owner Workload, pod *corev1.Pod, fc FailingContainer) Workload {
+func sourceWorkload(owner Workload, pod *corev1.Pod, fc workload.FailingContainer) Workload {
 	if fc.Ephemeral {
 		return Workload{Kind: "Pod", Name: pod.Name}
 	}
@@ -774,8 +769,8 @@ func (w *Watcher) ensureIncident(k Key, podKey string) (opened bool) {
 	e := w.incidents[ks]
 	if e == nil {
 		id := IncidentID(k)
-		if r, ok := w.store.get(id); ok && r.Key == k && r.State != StateResolved {
-			e = w.addEntryLocked(r.incident())
+		if r, ok := w.store.Get(id); ok && r.Key == k && r.State != StateResolved {
+			e = w.addEntryLocked(r.Incident())
 		} else {
 			now := time.Now()
 			e = w.addEntryLocked(Incident{ID: id, Key: k, State: StateOpen, Opened: now, Changed: now})
@@ -802,7 +797,7 @@ func (w *Watcher) addEntryLocked(inc Incident) *entry {
 // the storm groups they belong to, before the caches are replayed. It
 // returns how many incidents it restored.
 func (w *Watcher) restore() int {
-	recs := w.store.all()
+	recs := w.store.All()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
@@ -810,10 +805,10 @@ func (w *Watcher) restore() int {
 		if r.Group != "" {
 			w.restoreGroupLocked(r)
 		}
-		if r.State.closed() {
+		if r.State.Closed() {
 			continue
 		}
-		w.addEntryLocked(r.incident())
+		w.addEntryLocked(r.Incident())
 		n++
 	}
 	for _, g := range w.groups {
@@ -846,7 +841,7 @@ func (e *entry) snapshot() Incident {
 	return inc
 }
 
-// drop forgets an active incident whose pods are gone; its record stays.
+// drop forgets an active incident whose pods are gone; its incident.Record stays.
 func (w *Watcher) drop(ks string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -859,7 +854,7 @@ func (w *Watcher) drop(ks string) {
 // persist records incidents and writes the state (a no-op in memory).
 func (w *Watcher) persist(ctx context.Context, incs ...Incident) error {
 	for _, inc := range incs {
-		w.store.put(recordOf(inc))
+		w.store.Put(incident.RecordOf(inc))
 	}
 	w.mu.Lock()
 	active := make(map[string]bool, len(w.ids))
@@ -872,7 +867,7 @@ func (w *Watcher) persist(ctx context.Context, incs ...Incident) error {
 	}
 	w.mu.Unlock()
 	w.metrics.setOpen(open)
-	if err := w.store.flush(ctx, active); err != nil {
+	if err := w.store.Flush(ctx, active); err != nil {
 		w.metrics.Error("state")
 		return err
 	}

@@ -1,4 +1,4 @@
-package watch
+package creds
 
 import (
 	"context"
@@ -79,10 +79,10 @@ func NewECRKeychain(opts ...ECROption) *ECRKeychain {
 	return k
 }
 
-// ecrKeychainFromEnv is the default: an ECRKeychain when the process
+// ECRKeychainFromEnv is the default: an ECRKeychain when the process
 // environment names AWS credentials, nil otherwise. Only the environment
 // is read — no IMDS probe — so a bot outside AWS pays nothing.
-func ecrKeychainFromEnv(getenv func(string) string) *ECRKeychain {
+func ECRKeychainFromEnv(getenv func(string) string) *ECRKeychain {
 	if !awsCredentialsInEnv(getenv) {
 		return nil
 	}
@@ -189,9 +189,9 @@ type podKeychain struct {
 
 var _ diagnose.MultiKeychain = podKeychain{}
 
-// withProvider combines the pod's pull secrets with the ECR provider when
+// ForPod is the keychain the kubelet would use for one pod: it combines the pod's pull secrets with the ECR provider when
 // there is one.
-func withProvider(secrets *PullSecretKeychain, e *ECRKeychain) authn.Keychain {
+func ForPod(secrets *PullSecretKeychain, e *ECRKeychain) authn.Keychain {
 	if e == nil {
 		return secrets
 	}

@@ -1,4 +1,4 @@
-package watch
+package creds
 
 import (
 	"encoding/base64"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -94,8 +95,8 @@ func TestECRCredentialProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := newInputs(nil)
-	if in.ecr == nil {
+	ecr := ECRKeychainFromEnv(os.Getenv)
+	if ecr == nil {
 		t.Fatal("AWS credentials in the environment, but no ECR provider")
 	}
 	stale, _ := KeychainFromSecrets([]*corev1.Secret{pullSecret("stale", ecrRegistry, "AWS", "expired-token")})
@@ -107,8 +108,8 @@ func TestECRCredentialProvider(t *testing.T) {
 		ok   bool
 	}{
 		{"pull secrets only, stale", stale, false},
-		{"no pull secrets, ECR provider", withProvider(none, in.ecr), true},
-		{"stale pull secret, then ECR provider", withProvider(stale, in.ecr), true},
+		{"no pull secrets, ECR provider", ForPod(none, ecr), true},
+		{"stale pull secret, then ECR provider", ForPod(stale, ecr), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,7 +123,7 @@ func TestECRCredentialProvider(t *testing.T) {
 		t.Errorf("GetAuthorizationToken called %d times, want once (token cached)", n)
 	}
 	// Other registries are not the provider's business.
-	auth, err := in.ecr.Resolve(name.MustParseReference("quay.io/x/y:1").Context())
+	auth, err := ecr.Resolve(name.MustParseReference("quay.io/x/y:1").Context())
 	if err != nil || auth != authn.Anonymous {
 		t.Errorf("quay.io resolved to %v, %v; want anonymous", auth, err)
 	}
@@ -133,11 +134,11 @@ func TestECRCredentialProvider(t *testing.T) {
 func TestECRProviderAbsentWithoutAWSCredentials(t *testing.T) {
 	srv, calls := fakeECR(t, "secret")
 	awsEnv(t, srv.URL, false)
-	in := newInputs(nil)
-	if in.ecr != nil {
+	ecr := ECRKeychainFromEnv(os.Getenv)
+	if ecr != nil {
 		t.Fatal("ECR provider built without AWS credentials")
 	}
-	kc := withProvider(&PullSecretKeychain{}, in.ecr)
+	kc := ForPod(&PullSecretKeychain{}, ecr)
 	auth, err := kc.Resolve(name.MustParseReference(ecrRegistry + "/team/app:1").Context())
 	if err != nil || auth != authn.Anonymous {
 		t.Errorf("resolved to %v, %v; want anonymous", auth, err)

@@ -1,4 +1,4 @@
-package watch
+package creds
 
 import (
 	"encoding/base64"
@@ -123,13 +123,7 @@ func splitCredKey(key string) (host, p string) {
 	return host, p
 }
 
-func isDockerHub(host string) bool {
-	switch host {
-	case "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		return true
-	}
-	return false
-}
+func isDockerHub(host string) bool { return diagnose.NormalizeHost(host) == "docker.io" }
 
 // Resolve implements authn.Keychain with the most specific match.
 func (k *PullSecretKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {

@@ -1,4 +1,9 @@
-package watch
+// Package fix changes workloads on an approver's behalf and follows the
+// change to its end: a compare-and-swap JSON Patch tried first as a
+// server-side dry run, audited with kubernetes.io/change-cause and an
+// Event, then the rollout watched until the pods are ready or a deadline
+// passes.
+package fix
 
 import (
 	"context"
@@ -21,7 +26,21 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/creds"
+	"github.com/pullfix/pullfix/internal/watch/incident"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
+
+// Key is the incident key a fix acts on: the workload, the container and
+// the diagnosed image, which must still be the container's for a patch to
+// apply.
+type Key = incident.Key
+
+// Workload names a workload (kind and name).
+type Workload = workload.Workload
+
+// ErrWorkloadNotFound: the workload does not exist (any more).
+var ErrWorkloadNotFound = workload.ErrNotFound
 
 // ChangeCauseAnnotation is the annotation `kubectl rollout history` shows;
 // the deployment controller copies it from a Deployment into the ReplicaSet
@@ -67,7 +86,7 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
-	if vol, ok := ImageVolumeName(e.Container); ok {
+	if vol, ok := workload.ImageVolumeName(e.Container); ok {
 		if e.Got == "" {
 			return fmt.Sprintf("%s has no image volume %q any more; nothing was patched", e.Workload, vol)
 		}
@@ -243,6 +262,10 @@ func WithDeleteStuckStatefulSetPods(on bool) PatcherOption {
 	return func(p *Patcher) { p.deleteStuck = on }
 }
 
+// BeforePatch sets a function run between the dry run and the real patch;
+// tests use it to land a concurrent edit exactly there.
+func (p *Patcher) BeforePatch(f func()) { p.beforePatch = f }
+
 // NewPatcher returns a Patcher acting through cs, which should carry the
 // bot's own RBAC-scoped identity.
 func NewPatcher(cs kubernetes.Interface, opts ...PatcherOption) *Patcher {
@@ -262,11 +285,11 @@ func NewPatcher(cs kubernetes.Interface, opts ...PatcherOption) *Patcher {
 
 // liveWorkload is a workload as just read, with where its pod spec lives.
 type liveWorkload struct {
-	wl         Workload
-	apiVersion string
-	obj        metav1.Object
-	spec       *corev1.PodSpec
-	specPath   string // JSON pointer of the pod spec
+	wl       Workload
+	kind     *workload.Kind
+	obj      workload.Object
+	spec     *corev1.PodSpec
+	specPath string // JSON pointer of the pod spec
 }
 
 // containerAt is a container found in a pod spec.
@@ -276,7 +299,7 @@ type containerAt struct {
 }
 
 func (lw *liveWorkload) container(name string) (containerAt, bool) {
-	if vol, ok := ImageVolumeName(name); ok {
+	if vol, ok := workload.ImageVolumeName(name); ok {
 		// An image volume: its reference is the image (KEP-4639).
 		for i, v := range lw.spec.Volumes {
 			if v.Name == vol && v.Image != nil {
@@ -301,78 +324,27 @@ func (lw *liveWorkload) container(name string) (containerAt, bool) {
 // read gets the workload fresh from the API server (never from a cache:
 // the compare-and-swap must start from what is stored now).
 func (p *Patcher) read(ctx context.Context, ns string, wl Workload) (*liveWorkload, error) {
-	var (
-		lw  *liveWorkload
-		err error
-	)
-	get := metav1.GetOptions{}
-	switch wl.Kind {
-	case "Deployment":
-		d, e := p.cs.AppsV1().Deployments(ns).Get(ctx, wl.Name, get)
-		if err = e; e == nil {
-			lw = &liveWorkload{apiVersion: "apps/v1", obj: d, spec: &d.Spec.Template.Spec, specPath: "/spec/template/spec"}
-		}
-	case "StatefulSet":
-		s, e := p.cs.AppsV1().StatefulSets(ns).Get(ctx, wl.Name, get)
-		if err = e; e == nil {
-			lw = &liveWorkload{apiVersion: "apps/v1", obj: s, spec: &s.Spec.Template.Spec, specPath: "/spec/template/spec"}
-		}
-	case "DaemonSet":
-		s, e := p.cs.AppsV1().DaemonSets(ns).Get(ctx, wl.Name, get)
-		if err = e; e == nil {
-			lw = &liveWorkload{apiVersion: "apps/v1", obj: s, spec: &s.Spec.Template.Spec, specPath: "/spec/template/spec"}
-		}
-	case "CronJob":
-		c, e := p.cs.BatchV1().CronJobs(ns).Get(ctx, wl.Name, get)
-		if err = e; e == nil {
-			lw = &liveWorkload{apiVersion: "batch/v1", obj: c, spec: &c.Spec.JobTemplate.Spec.Template.Spec, specPath: "/spec/jobTemplate/spec/template/spec"}
-		}
-	case "Pod":
-		// A pod's container images are the one part of its spec that may
-		// change in place; the kubelet restarts the container.
-		po, e := p.cs.CoreV1().Pods(ns).Get(ctx, wl.Name, get)
-		if err = e; e == nil {
-			lw = &liveWorkload{apiVersion: "v1", obj: po, spec: &po.Spec, specPath: "/spec"}
-		}
-	case "Job":
-		return nil, &NotPatchableError{Workload: wl, Reason: "a Job's pod template is immutable once created. " +
-			"Delete the Job and re-create it with the fixed image (if a CronJob created it, fix the CronJob instead: its next run uses the new image)"}
-	case "ReplicaSet":
-		return nil, &NotPatchableError{Workload: wl, Reason: "a ReplicaSet does not replace its pods when its template changes. " +
-			"Fix the Deployment that owns it, or patch the ReplicaSet by hand and delete its pods"}
-	default:
+	k := workload.KindOf(wl.Kind)
+	switch {
+	case k == nil:
 		return nil, &NotPatchableError{Workload: wl, Reason: "pullfix patches Deployments, StatefulSets, DaemonSets, CronJobs and Pods only"}
+	case !k.Patchable():
+		return nil, &NotPatchableError{Workload: wl, Reason: k.NotPatchable}
 	}
-	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %s %q in namespace %q", ErrWorkloadNotFound, wl.Kind, wl.Name, ns)
-	}
+	obj, err := k.Get(ctx, p.cs, ns, wl.Name)
 	if err != nil {
-		return nil, fmt.Errorf("read %s in %s: %w", wl, ns, err)
+		return nil, err
 	}
-	lw.wl = wl
-	return lw, nil
+	return &liveWorkload{wl: wl, kind: k, obj: obj, spec: k.PodSpec(obj), specPath: k.SpecPath}, nil
 }
 
 // patch sends a JSON Patch to the workload, as a dry run or for real.
-func (p *Patcher) patch(ctx context.Context, ns string, wl Workload, data []byte, dryRun bool) (metav1.Object, error) {
+func (p *Patcher) patch(ctx context.Context, ns string, lw *liveWorkload, data []byte, dryRun bool) (metav1.Object, error) {
 	opts := metav1.PatchOptions{FieldManager: p.fieldManager}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	jp := types.JSONPatchType
-	switch wl.Kind {
-	case "Deployment":
-		return p.cs.AppsV1().Deployments(ns).Patch(ctx, wl.Name, jp, data, opts)
-	case "StatefulSet":
-		return p.cs.AppsV1().StatefulSets(ns).Patch(ctx, wl.Name, jp, data, opts)
-	case "DaemonSet":
-		return p.cs.AppsV1().DaemonSets(ns).Patch(ctx, wl.Name, jp, data, opts)
-	case "CronJob":
-		return p.cs.BatchV1().CronJobs(ns).Patch(ctx, wl.Name, jp, data, opts)
-	case "Pod":
-		return p.cs.CoreV1().Pods(ns).Patch(ctx, wl.Name, jp, data, opts)
-	}
-	return nil, &NotPatchableError{Workload: wl, Reason: "unsupported kind"}
+	return lw.kind.Patch(ctx, p.cs, ns, lw.wl.Name, types.JSONPatchType, data, opts)
 }
 
 // jsonOp is one RFC 6902 operation. Value is always sent: a test against
@@ -442,7 +414,7 @@ func (p *Patcher) apply(ctx context.Context, ns string, wl Workload, build func(
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode patch: %w", err)
 		}
-		if _, err := p.patch(ctx, ns, wl, data, true); err != nil {
+		if _, err := p.patch(ctx, ns, lw, data, true); err != nil {
 			if isTestFailure(err) || apierrors.IsConflict(err) {
 				p.log.Debug("dry run lost a race; re-reading", "workload", wl, "namespace", ns, "attempt", attempt)
 				continue
@@ -452,7 +424,7 @@ func (p *Patcher) apply(ctx context.Context, ns string, wl Workload, build func(
 		if p.beforePatch != nil {
 			p.beforePatch()
 		}
-		obj, err := p.patch(ctx, ns, wl, data, false)
+		obj, err := p.patch(ctx, ns, lw, data, false)
 		if err != nil {
 			if isTestFailure(err) || apierrors.IsConflict(err) {
 				p.log.Info("patch compare-and-swap failed; re-reading", "workload", wl, "namespace", ns, "attempt", attempt)
@@ -465,11 +437,24 @@ func (p *Patcher) apply(ctx context.Context, ns string, wl Workload, build func(
 	return nil, nil, fmt.Errorf("%s in %s: %w (tried %d times)", wl, ns, ErrConflict, casAttempts)
 }
 
+// NotPatchableSource refuses a fix of an ephemeral container cleanly,
+// before anything is read or sent.
+func NotPatchableSource(k Key) error {
+	name, ok := workload.EphemeralContainerName(k.Container)
+	if !ok {
+		return nil
+	}
+	return &NotPatchableError{Workload: k.Workload, Reason: fmt.Sprintf(
+		"%q is an ephemeral (debug) container: its image cannot be changed after kubectl debug added it, and pullfix never writes pods/ephemeralcontainers. "+
+			"Start a new debug container with a verified image instead: %s",
+		name, workload.DebugCommand(k.Namespace, k.Name, "IMAGE", ""))}
+}
+
 func checkKey(k Key) error {
-	if err := notPatchableSource(k); err != nil {
+	if err := NotPatchableSource(k); err != nil {
 		return err
 	}
-	if _, ok := ImageVolumeName(k.Container); ok && k.Kind == "Pod" {
+	if _, ok := workload.ImageVolumeName(k.Container); ok && k.Kind == "Pod" {
 		return &NotPatchableError{Workload: k.Workload, Reason: "a Pod's volumes cannot change after it is created. " +
 			"Re-create the pod with the fixed image volume reference (or fix the workload that created it)"}
 	}
@@ -533,7 +518,7 @@ func (p *Patcher) SetImage(ctx context.Context, req FixRequest) (FixResult, erro
 		res.Recreated, res.Warnings = p.unstick(ctx, sts, k)
 	}
 	msg := fmt.Sprintf("Container %q image changed from %s to %s, approved by %s", k.Container, k.Image, req.NewImage, req.Approver)
-	if vol, ok := ImageVolumeName(k.Container); ok {
+	if vol, ok := workload.ImageVolumeName(k.Container); ok {
 		msg = fmt.Sprintf("Image volume %q reference changed from %s to %s, approved by %s", vol, k.Image, req.NewImage, req.Approver)
 	}
 	if len(res.Recreated) > 0 {
@@ -573,7 +558,7 @@ func (p *Patcher) AddPullSecret(ctx context.Context, req PullSecretRequest) (Fix
 	if err != nil {
 		return FixResult{}, fmt.Errorf("read secret %s/%s: %w", k.Namespace, req.Secret, err)
 	}
-	if _, errs := KeychainFromSecrets([]*corev1.Secret{sec}); len(errs) > 0 {
+	if _, errs := creds.KeychainFromSecrets([]*corev1.Secret{sec}); len(errs) > 0 {
 		return FixResult{}, fmt.Errorf("refusing to add it as an imagePullSecret: %w", errs[0])
 	}
 	cause := fmt.Sprintf("pullfix: imagePullSecret %s added for image %s, approved by %s", req.Secret, k.Image, req.Approver)
@@ -644,11 +629,11 @@ func (p *Patcher) unstick(ctx context.Context, sts *appsv1.StatefulSet, k Key) (
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		ref := metav1.GetControllerOf(pod)
-		if ref == nil || ref.UID != sts.UID || pod.DeletionTimestamp != nil || templateImage(&pod.Spec, k.Container) != k.Image {
+		if ref == nil || ref.UID != sts.UID || pod.DeletionTimestamp != nil || workload.TemplateImage(&pod.Spec, k.Container) != k.Image {
 			continue
 		}
 		stuck := false
-		for _, fc := range FailingContainers(pod) {
+		for _, fc := range workload.FailingContainers(pod) {
 			stuck = stuck || (fc.Name == k.Container && fc.Image == k.Image)
 		}
 		if !stuck {
@@ -688,7 +673,7 @@ func (p *Patcher) recordEvent(ctx context.Context, lw *liveWorkload, obj metav1.
 			Namespace: obj.GetNamespace(),
 		},
 		InvolvedObject: corev1.ObjectReference{
-			APIVersion: lw.apiVersion, Kind: lw.wl.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+			APIVersion: lw.kind.APIVersion, Kind: lw.wl.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
 			UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),
 		},
 		Reason: reason, Message: msg, Type: corev1.EventTypeNormal,

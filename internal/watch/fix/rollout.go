@@ -1,4 +1,4 @@
-package watch
+package fix
 
 import (
 	"context"
@@ -16,11 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
 
 // ErrRolloutDeadline is returned by FollowRollout when the workload is not
@@ -80,7 +80,7 @@ type RolloutStatus struct {
 func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(RolloutStatus)) (RolloutStatus, error) {
 	start := time.Now()
 	st := RolloutStatus{Namespace: key.Namespace, Workload: key.Workload, Container: key.Container}
-	if err := notPatchableSource(key); err != nil {
+	if err := NotPatchableSource(key); err != nil {
 		return st, err
 	}
 	lw, err := p.read(ctx, key.Namespace, key.Workload)
@@ -195,6 +195,7 @@ func (s RolloutStatus) signature() string { return s.Summary }
 // follower holds the informers of one rollout and judges it.
 type follower struct {
 	wl        Workload
+	kind      *workload.Kind
 	ns        string
 	container string
 	workload  cache.SharedIndexInformer // nil for a Pod
@@ -207,62 +208,35 @@ type follower struct {
 
 func (p *Patcher) newFollower(lw *liveWorkload, container string) (*follower, error) {
 	ns, name := lw.obj.GetNamespace(), lw.obj.GetName()
-	f := &follower{wl: lw.wl, ns: ns, container: container}
+	k := lw.kind
+	f := &follower{wl: lw.wl, kind: k, ns: ns, container: container}
 	byName := fields.OneTermEqualSelector("metadata.name", name).String()
-	var sel *metav1.LabelSelector
-	var example runtime.Object
-	var list func(context.Context, metav1.ListOptions) (runtime.Object, error)
-	var watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)
-	uid := lw.obj.GetUID()
-	switch o := lw.obj.(type) {
-	case *appsv1.Deployment:
-		sel, example = o.Spec.Selector, &appsv1.Deployment{}
-		c := p.cs.AppsV1().Deployments(ns)
-		list = func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, lo) }
-		watchFn = c.Watch
-		// Pods of a Deployment belong to its ReplicaSets, named NAME-HASH.
-		f.owns = func(pod *corev1.Pod) bool {
-			ref := metav1.GetControllerOf(pod)
-			return ref != nil && ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.Name, name+"-")
-		}
-	case *appsv1.StatefulSet:
-		sel, example = o.Spec.Selector, &appsv1.StatefulSet{}
-		c := p.cs.AppsV1().StatefulSets(ns)
-		list = func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, lo) }
-		watchFn = c.Watch
-		f.owns = ownedBy(uid)
-	case *appsv1.DaemonSet:
-		sel, example = o.Spec.Selector, &appsv1.DaemonSet{}
-		c := p.cs.AppsV1().DaemonSets(ns)
-		list = func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, lo) }
-		watchFn = c.Watch
-		f.owns = ownedBy(uid)
-	case *corev1.Pod:
-		f.owns = func(*corev1.Pod) bool { return true }
-	default:
-		return nil, &NotPatchableError{Workload: lw.wl, Reason: "no rollout to follow"}
-	}
-	if list != nil {
+	podOpts := func(lo *metav1.ListOptions) { lo.FieldSelector = byName }
+	switch {
+	case k.Name == "Pod":
+	case k.HasRollout() && k.Listable():
+		example := lw.obj.DeepCopyObject()
 		f.workload = cache.NewSharedIndexInformer(&cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
 				lo.FieldSelector = byName
-				return list(ctx, lo)
+				return k.List(ctx, p.cs, ns, lo)
 			},
 			WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
 				lo.FieldSelector = byName
-				return watchFn(ctx, lo)
+				return k.Watch(ctx, p.cs, ns, lo)
 			},
 		}, example, 0, cache.Indexers{})
 		f.informers = append(f.informers, f.workload)
-	}
-	podOpts := func(lo *metav1.ListOptions) { lo.FieldSelector = byName }
-	if sel != nil {
-		s, err := metav1.LabelSelectorAsSelector(sel)
+		s, err := k.Selector(lw.obj)
 		if err != nil {
-			return nil, fmt.Errorf("%s in %s has an invalid selector: %w", lw.wl, ns, err)
+			return nil, err
 		}
 		podOpts = func(lo *metav1.ListOptions) { lo.LabelSelector = s.String() }
+	default:
+		return nil, &NotPatchableError{Workload: lw.wl, Reason: "no rollout to follow"}
 	}
+	obj := lw.obj
+	f.owns = func(pod *corev1.Pod) bool { return k.Owns(obj, pod) }
 	pods := p.cs.CoreV1().Pods(ns)
 	f.pods = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
@@ -278,37 +252,6 @@ func (p *Patcher) newFollower(lw *liveWorkload, container string) (*follower, er
 	return f, nil
 }
 
-func ownedBy(uid types.UID) func(*corev1.Pod) bool {
-	return func(pod *corev1.Pod) bool {
-		ref := metav1.GetControllerOf(pod)
-		return ref != nil && ref.UID == uid
-	}
-}
-
-// templateImage returns the container's image in a pod spec (an image
-// volume's reference for VolumePrefix+name).
-func templateImage(spec *corev1.PodSpec, container string) string {
-	if vol, ok := ImageVolumeName(container); ok {
-		for _, v := range spec.Volumes {
-			if v.Name == vol && v.Image != nil {
-				return v.Image.Reference
-			}
-		}
-		return ""
-	}
-	for _, c := range spec.Containers {
-		if c.Name == container {
-			return c.Image
-		}
-	}
-	for _, c := range spec.InitContainers {
-		if c.Name == container {
-			return c.Image
-		}
-	}
-	return ""
-}
-
 // status judges the rollout from the informers' caches.
 func (f *follower) status() RolloutStatus {
 	st := RolloutStatus{Namespace: f.ns, Workload: f.wl, Container: f.container}
@@ -319,29 +262,11 @@ func (f *follower) status() RolloutStatus {
 			st.Summary = fmt.Sprintf("%s: %s was deleted", f.wl.Name, f.wl)
 			return st
 		}
-		switch o := items[0].(type) {
-		case *appsv1.Deployment:
-			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
-			st.Desired = desiredReplicas(o.Spec.Replicas)
-			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedReplicas, o.Status.ReadyReplicas, o.Status.AvailableReplicas
-			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.Updated == st.Desired &&
-				o.Status.Replicas == st.Desired && st.ReadyPods == st.Desired && st.Available == st.Desired
-		case *appsv1.StatefulSet:
-			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
-			st.Desired = desiredReplicas(o.Spec.Replicas)
-			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedReplicas, o.Status.ReadyReplicas, o.Status.AvailableReplicas
-			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.ReadyPods == st.Desired &&
-				st.Available == st.Desired && o.Status.Replicas == st.Desired
-			if o.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
-				controllerDone = controllerDone && st.Updated == st.Desired && o.Status.CurrentRevision == o.Status.UpdateRevision
-			}
-		case *appsv1.DaemonSet:
-			st.Image = templateImage(&o.Spec.Template.Spec, f.container)
-			st.Desired = o.Status.DesiredNumberScheduled
-			st.Updated, st.ReadyPods, st.Available = o.Status.UpdatedNumberScheduled, o.Status.NumberReady, o.Status.NumberAvailable
-			controllerDone = o.Status.ObservedGeneration >= o.Generation && st.Updated == st.Desired &&
-				st.ReadyPods == st.Desired && st.Available == st.Desired
-		}
+		obj := items[0].(workload.Object)
+		st.Image = workload.TemplateImage(f.kind.PodSpec(obj), f.container)
+		r := f.kind.Rollout(obj)
+		st.Desired, st.Updated, st.ReadyPods, st.Available = r.Desired, r.Updated, r.Ready, r.Available
+		controllerDone = r.Done
 	}
 
 	// Every live pod of the workload must run the template's image for the
@@ -361,7 +286,7 @@ func (f *follower) status() RolloutStatus {
 			st.Summary = fmt.Sprintf("%s: the pod is gone", f.wl.Name)
 			return st
 		}
-		st.Image = templateImage(&live[0].Spec, f.container)
+		st.Image = workload.TemplateImage(&live[0].Spec, f.container)
 	}
 	var good int32
 	for _, pod := range live {
@@ -493,21 +418,14 @@ func clipText(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func desiredReplicas(r *int32) int32 {
-	if r == nil {
-		return 1
-	}
-	return *r
-}
-
 // podRuns reports whether pod runs image in container and is ready
 // (running: the container runs image, ready or not), or else what the
 // kubelet says is wrong.
 func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failure *PodFailure) {
-	if _, isVol := ImageVolumeName(container); isVol {
+	if _, isVol := workload.ImageVolumeName(container); isVol {
 		return podRunsVolume(pod, container, image)
 	}
-	own := templateImage(&pod.Spec, container)
+	own := workload.TemplateImage(&pod.Spec, container)
 	var cs *corev1.ContainerStatus
 	init := false
 	for i := range pod.Status.ContainerStatuses {
@@ -528,7 +446,7 @@ func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failur
 	}
 	if cs != nil && own != image {
 		// An old pod not yet replaced: report it only if it fails.
-		if w := cs.State.Waiting; w != nil && IsImagePullReason(w.Reason) {
+		if w := cs.State.Waiting; w != nil && workload.IsImagePullReason(w.Reason) {
 			failure = &PodFailure{Pod: pod.Name, Image: own, Reason: w.Reason, Message: w.Message,
 				Cause: diagnose.Classify(w.Reason, w.Message).Cause}
 		}
@@ -548,7 +466,7 @@ func podRuns(pod *corev1.Pod, container, image string) (ok, running bool, failur
 		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "" && cs.State.Waiting.Reason != "ContainerCreating" && cs.State.Waiting.Reason != "PodInitializing":
 			w := cs.State.Waiting
 			failure = &PodFailure{Pod: pod.Name, Image: failImage, Reason: w.Reason, Message: w.Message}
-			if IsImagePullReason(w.Reason) {
+			if workload.IsImagePullReason(w.Reason) {
 				failure.Cause = diagnose.Classify(w.Reason, w.Message).Cause
 			}
 		case init && onImage && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
@@ -591,8 +509,8 @@ func shortImage(image string) string {
 // pulled, so a Ready pod has it), or else the kubelet's words about the
 // volume.
 func podRunsVolume(pod *corev1.Pod, container, image string) (ok, running bool, failure *PodFailure) {
-	own := templateImage(&pod.Spec, container)
-	for _, fc := range FailingContainers(pod) {
+	own := workload.TemplateImage(&pod.Spec, container)
+	for _, fc := range workload.FailingContainers(pod) {
 		if fc.Name == container {
 			failure = &PodFailure{Pod: pod.Name, Image: fc.Image, Reason: fc.Reason, Message: fc.Message,
 				Cause: diagnose.Classify(fc.Reason, fc.Message).Cause}
@@ -610,10 +528,4 @@ func podRunsVolume(pod *corev1.Pod, container, image string) (ok, running bool, 
 	}
 	running = pod.Status.Phase == corev1.PodRunning
 	return running && podReady, running, nil
-}
-
-// TemplateImage returns the image an incident's container field names in
-// a pod spec: a container's image, or an image volume's reference.
-func TemplateImage(spec *corev1.PodSpec, container string) string {
-	return templateImage(spec, container)
 }

@@ -1,4 +1,4 @@
-package watch
+package incident
 
 import (
 	"cmp"
@@ -38,9 +38,9 @@ const (
 // is still recorded while leadership is being handed over.
 const stateWriteTimeout = 10 * time.Second
 
-// record is one incident as persisted: what a restart or a new leader needs
+// Record is one incident as persisted: what a restart or a new leader needs
 // to post nothing twice and to act on a button of an earlier message.
-type record struct {
+type Record struct {
 	ID      string    `json:"id"`
 	Key     Key       `json:"key"`
 	State   State     `json:"state"`
@@ -56,8 +56,8 @@ type record struct {
 	Candidates []diagnose.Candidate `json:"candidates,omitempty"`
 }
 
-func recordOf(inc Incident) record {
-	r := record{
+func RecordOf(inc Incident) Record {
+	r := Record{
 		ID: inc.ID, Key: inc.Key, State: inc.State, Ref: inc.NotifyRef, Group: inc.GroupID, By: inc.By,
 		Opened: inc.Opened, Changed: inc.Changed, Until: inc.SnoozedUntil,
 	}
@@ -67,10 +67,10 @@ func recordOf(inc Incident) record {
 	return r
 }
 
-// incident rebuilds an Incident from a record. The diagnosis is the
+// Incident rebuilds an Incident from a Record. The diagnosis is the
 // persisted cause and verified candidates with the cause's standard words;
 // Recheck probes again for the full evidence.
-func (r record) incident() Incident {
+func (r Record) Incident() Incident {
 	inc := Incident{
 		ID: r.ID, Key: r.Key, State: r.State, NotifyRef: r.Ref, GroupID: r.Group, By: r.By,
 		Opened: r.Opened, Changed: r.Changed, SnoozedUntil: r.Until,
@@ -83,7 +83,7 @@ func (r record) incident() Incident {
 			},
 			Cause: r.Cause, Candidates: r.Candidates,
 		}
-		d.Summary, d.Remedy = diagnose.Describe(r.Cause, r.Key.Image, registryOf(r.Key.Image))
+		d.Summary, d.Remedy = diagnose.Describe(r.Cause, r.Key.Image, diagnose.RegistryHost(r.Key.Image))
 		inc.Diagnosis = d
 	}
 	return inc
@@ -104,13 +104,13 @@ func (e *StateError) Error() string {
 
 func (e *StateError) Unwrap() error { return e.Err }
 
-// stateStore keeps incident records in memory and, when configured, in a
-// ConfigMap: one data key per incident ID, each a JSON record. Only the
+// Store keeps incident records in memory and, when configured, in a
+// ConfigMap: one data key per incident ID, each a JSON Record. Only the
 // leader writes; writes use the resourceVersion it last saw and, on a
 // conflict (an old leader's last write, a person's edit), re-read, adopt
 // records they do not know and retry. Entries that do not parse are kept
 // as they are and written back untouched: bad input loses nothing.
-type stateStore struct {
+type Store struct {
 	cs         kubernetes.Interface // nil: memory only
 	ns, name   string
 	ttl        time.Duration
@@ -122,29 +122,54 @@ type stateStore struct {
 	writeMu sync.Mutex // one save at a time; later callers find their change already saved
 
 	mu    sync.Mutex
-	recs  map[string]record // ID → record
+	recs  map[string]Record // ID → Record
 	raw   map[string]string // data keys that are not records, kept verbatim
 	tombs map[string]bool   // IDs deleted since the last save
 	dirty bool
 	rv    string
 }
 
-func newStateStore(cs kubernetes.Interface, ns, name string, log *slog.Logger) *stateStore {
-	return &stateStore{
+func NewStore(cs kubernetes.Interface, ns, name string, log *slog.Logger) *Store {
+	return &Store{
 		cs: cs, ns: ns, name: name, log: log, now: time.Now,
 		ttl: DefaultStateTTL, maxEntries: DefaultStateMaxEntries, maxBytes: DefaultStateMaxBytes,
-		recs: map[string]record{}, raw: map[string]string{}, tombs: map[string]bool{},
+		recs: map[string]Record{}, raw: map[string]string{}, tombs: map[string]bool{},
 	}
 }
 
-func (s *stateStore) persistent() bool { return s.cs != nil }
+// SetLimits bounds the store (see WithStateLimits of the watcher); zero
+// keeps a default.
+func (s *Store) SetLimits(ttl time.Duration, maxEntries, maxBytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ttl > 0 {
+		s.ttl = ttl
+	}
+	if maxEntries > 0 {
+		s.maxEntries = maxEntries
+	}
+	if maxBytes > 0 {
+		s.maxBytes = maxBytes
+	}
+}
 
-// load reads the ConfigMap, creating it empty when absent, and replaces
+// Limits returns the store's bounds: the TTL of closed records, the entry
+// cap and the byte cap.
+func (s *Store) Limits() (ttl time.Duration, maxEntries, maxBytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ttl, s.maxEntries, s.maxBytes
+}
+
+// Persistent says whether the store writes a ConfigMap (false: memory only).
+func (s *Store) Persistent() bool { return s.cs != nil }
+
+// Load reads the ConfigMap, creating it empty when absent, and replaces
 // the in-memory records with its content.
-func (s *stateStore) load(ctx context.Context) error {
+func (s *Store) Load(ctx context.Context) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if !s.persistent() {
+	if !s.Persistent() {
 		return nil
 	}
 	cm, err := s.cs.CoreV1().ConfigMaps(s.ns).Get(ctx, s.name, metav1.GetOptions{})
@@ -159,23 +184,23 @@ func (s *stateStore) load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recs, s.raw, s.tombs = map[string]record{}, map[string]string{}, map[string]bool{}
+	s.recs, s.raw, s.tombs = map[string]Record{}, map[string]string{}, map[string]bool{}
 	s.adoptLocked(cm, true)
 	s.rv, s.dirty = cm.ResourceVersion, false
 	return nil
 }
 
-func (s *stateStore) emptyConfigMap() *corev1.ConfigMap {
+func (s *Store) emptyConfigMap() *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Namespace: s.ns, Name: s.name,
 		Labels:      map[string]string{"app.kubernetes.io/name": "pullfix", "app.kubernetes.io/component": "state"},
-		Annotations: map[string]string{"pullfix.dev/about": "pullfix incident state: one JSON record per incident ID; written by the leader"},
+		Annotations: map[string]string{"pullfix.dev/about": "pullfix incident state: one JSON Record per incident ID; written by the leader"},
 	}}
 }
 
 // adoptLocked takes the ConfigMap's records this store does not hold (all
 // of them when replace is set), skipping IDs deleted locally.
-func (s *stateStore) adoptLocked(cm *corev1.ConfigMap, replace bool) {
+func (s *Store) adoptLocked(cm *corev1.ConfigMap, replace bool) {
 	for k, v := range cm.Data {
 		if s.tombs[k] {
 			continue
@@ -183,10 +208,10 @@ func (s *stateStore) adoptLocked(cm *corev1.ConfigMap, replace bool) {
 		if _, ok := s.recs[k]; ok && !replace {
 			continue
 		}
-		var r record
+		var r Record
 		if err := json.Unmarshal([]byte(v), &r); err != nil || r.ID != k || r.Key.Image == "" {
 			if _, ok := s.raw[k]; !ok {
-				s.log.Warn("state entry is not an incident record; keeping it as is", "configmap", s.ns+"/"+s.name, "key", k, "err", err)
+				s.log.Warn("state entry is not an incident Record; keeping it as is", "configmap", s.ns+"/"+s.name, "key", k, "err", err)
 			}
 			s.raw[k] = v
 			continue
@@ -195,24 +220,27 @@ func (s *stateStore) adoptLocked(cm *corev1.ConfigMap, replace bool) {
 	}
 }
 
-func (s *stateStore) get(id string) (record, bool) {
+// Get returns the record of an incident ID.
+func (s *Store) Get(id string) (Record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
 	return r, ok
 }
 
-func (s *stateStore) all() []record {
+// All returns every record, in no order.
+func (s *Store) All() []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]record, 0, len(s.recs))
+	out := make([]Record, 0, len(s.recs))
 	for _, r := range s.recs {
 		out = append(out, r)
 	}
 	return out
 }
 
-func (s *stateStore) put(r record) {
+// Put records r; Flush writes it.
+func (s *Store) Put(r Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recs[r.ID] = r
@@ -220,7 +248,8 @@ func (s *stateStore) put(r record) {
 	s.dirty = true
 }
 
-func (s *stateStore) len() int {
+// Len counts the records.
+func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.recs)
@@ -230,10 +259,10 @@ func (s *stateStore) len() int {
 // while over the entry or byte cap — the oldest records, closed ones
 // first. IDs in active (incidents with failing pods) are never dropped for
 // age: a dismissed incident that still fails must stay quiet.
-func (s *stateStore) pruneLocked(active map[string]bool) {
+func (s *Store) pruneLocked(active map[string]bool) {
 	now := s.now()
 	for id, r := range s.recs {
-		if r.State.closed() && !active[id] && now.Sub(r.Changed) > s.ttl {
+		if r.State.Closed() && !active[id] && now.Sub(r.Changed) > s.ttl {
 			s.dropLocked(id)
 		}
 	}
@@ -255,12 +284,12 @@ func (s *stateStore) pruneLocked(active map[string]bool) {
 	if !over() {
 		return
 	}
-	order := make([]record, 0, len(s.recs))
+	order := make([]Record, 0, len(s.recs))
 	for _, r := range s.recs {
 		order = append(order, r)
 	}
 	// Closed before open, inactive before active, then oldest first.
-	slices.SortFunc(order, func(a, b record) int {
+	slices.SortFunc(order, func(a, b Record) int {
 		if c := cmp.Compare(rank(a, active), rank(b, active)); c != 0 {
 			return c
 		}
@@ -270,7 +299,7 @@ func (s *stateStore) pruneLocked(active map[string]bool) {
 		if !over() {
 			break
 		}
-		if !r.State.closed() || active[r.ID] {
+		if !r.State.Closed() || active[r.ID] {
 			s.log.Warn("state ConfigMap full; forgetting an incident that is still open (a restart may post it again)", "id", r.ID, "key", r.Key.String())
 		}
 		s.dropLocked(r.ID)
@@ -282,14 +311,14 @@ func (s *stateStore) pruneLocked(active map[string]bool) {
 // the stored object (quotes, separators), rounded up.
 const recordOverhead = 8
 
-func encodedSize(r record) int {
+func encodedSize(r Record) int {
 	b, _ := json.Marshal(r)
 	return len(r.ID) + len(b) + recordOverhead
 }
 
-func rank(r record, active map[string]bool) int {
+func rank(r Record, active map[string]bool) int {
 	switch {
-	case r.State.closed() && !active[r.ID]:
+	case r.State.Closed() && !active[r.ID]:
 		return 0
 	case !active[r.ID]:
 		return 1
@@ -298,13 +327,13 @@ func rank(r record, active map[string]bool) int {
 	}
 }
 
-func (s *stateStore) dropLocked(id string) {
+func (s *Store) dropLocked(id string) {
 	delete(s.recs, id)
 	s.tombs[id] = true
 	s.dirty = true
 }
 
-func (s *stateStore) dataLocked() map[string]string {
+func (s *Store) dataLocked() map[string]string {
 	data := make(map[string]string, len(s.recs)+len(s.raw))
 	for k, v := range s.raw {
 		data[k] = v
@@ -316,16 +345,16 @@ func (s *stateStore) dataLocked() map[string]string {
 	return data
 }
 
-// flush prunes and writes the records if anything changed. It blocks until
+// Flush prunes and writes the records if anything changed. It blocks until
 // the write is done, so a caller that records a notification knows it is
 // durable; a caller whose change was carried by another's write returns at
 // once.
-func (s *stateStore) flush(ctx context.Context, active map[string]bool) error {
+func (s *Store) Flush(ctx context.Context, active map[string]bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	s.pruneLocked(active)
-	if !s.dirty || !s.persistent() {
+	if !s.dirty || !s.Persistent() {
 		s.dirty = false
 		s.tombs = map[string]bool{}
 		s.mu.Unlock()

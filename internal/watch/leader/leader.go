@@ -1,4 +1,6 @@
-package watch
+// Package leader elects one pullfix replica on a coordination.k8s.io Lease:
+// only the leader syncs incidents, notifies and holds the Slack connection.
+package leader
 
 import (
 	"context"
@@ -19,17 +21,17 @@ import (
 // DefaultLeaseName is the Lease pullfix replicas compete for.
 const DefaultLeaseName = "pullfix"
 
-// ErrLeadershipLost is returned by RunWithLeaderElection when this replica
+// ErrLeadershipLost is returned by Run when this replica
 // led and then lost the Lease (it could not renew in time) while its
 // context was still live.
-var ErrLeadershipLost = errors.New("watch: leadership lost")
+var ErrLeadershipLost = errors.New("leader: leadership lost")
 
-// LeaderConfig configures leader election on a coordination.k8s.io Lease.
+// Config configures leader election on a coordination.k8s.io Lease.
 // Zero fields take the defaults below, which are client-go's and
 // kube-controller-manager's: a dead leader is replaced within about
 // LeaseDuration+RetryPeriod, a cleanly stopped one within RetryPeriod
 // (the Lease is released on cancel).
-type LeaderConfig struct {
+type Config struct {
 	// Namespace holds the Lease: the bot's own namespace. Required.
 	Namespace string
 	// Name is the Lease's name (default "pullfix").
@@ -49,7 +51,8 @@ type LeaderConfig struct {
 	Logger *slog.Logger
 }
 
-func (c LeaderConfig) withDefaults() (LeaderConfig, error) {
+// WithDefaults fills in the zero fields; a missing Namespace is an error.
+func (c Config) WithDefaults() (Config, error) {
 	if c.Namespace == "" {
 		return c, errors.New("leader election: the Lease namespace (the bot's own namespace) is required")
 	}
@@ -84,7 +87,7 @@ func newIdentity() string {
 	return host + "_" + hex.EncodeToString(b)
 }
 
-// RunWithLeaderElection campaigns for the Lease and, while this replica
+// Run campaigns for the Lease and, while this replica
 // holds it, runs run with a context that ends when leadership ends. It
 // returns nil once ctx ends (after run has returned and the Lease has been
 // released, so a follower takes over within its RetryPeriod),
@@ -96,8 +99,8 @@ func newIdentity() string {
 // client-go's own ReleaseOnCancel releases as soon as ctx ends, while
 // OnStartedLeading may still be running, so the elector runs on a context
 // of its own that is cancelled after run returns.
-func RunWithLeaderElection(ctx context.Context, cs kubernetes.Interface, cfg LeaderConfig, run func(ctx context.Context)) error {
-	cfg, err := cfg.withDefaults()
+func Run(ctx context.Context, cs kubernetes.Interface, cfg Config, run func(ctx context.Context)) error {
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package watch
+package workload
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// ownerResolver maps a pod to the workload a person would name: the
+// OwnerResolver maps a pod to the workload a person would name: the
 // Deployment behind its ReplicaSet, the CronJob behind its Job. It reads
 // owners on demand with a small bounded cache instead of informers on every
 // ReplicaSet and Job in the cluster, because memory must scale with what
 // fails, not with the cluster (design §5).
-type ownerResolver struct {
+type OwnerResolver struct {
 	cs  kubernetes.Interface
 	max int
 
@@ -50,17 +50,19 @@ func deploymentByName(pod *corev1.Pod, ref *metav1.OwnerReference) (Workload, bo
 	return Workload{Kind: "Deployment", Name: name}, true
 }
 
-func newOwnerResolver(cs kubernetes.Interface, max int) *ownerResolver {
+// NewOwnerResolver returns a resolver reading through cs that caches at
+// most max owners (4096 when max ≤ 0).
+func NewOwnerResolver(cs kubernetes.Interface, max int) *OwnerResolver {
 	if max <= 0 {
 		max = 4096
 	}
-	return &ownerResolver{cs: cs, max: max, cache: map[string]Workload{}}
+	return &OwnerResolver{cs: cs, max: max, cache: map[string]Workload{}}
 }
 
 // Resolve returns the workload that owns pod. A pod whose owner is gone or
 // unreadable resolves to its nearest known owner, never to an error that
 // loses the incident.
-func (r *ownerResolver) Resolve(ctx context.Context, pod *corev1.Pod) (Workload, error) {
+func (r *OwnerResolver) Resolve(ctx context.Context, pod *corev1.Pod) (Workload, error) {
 	ref := metav1.GetControllerOf(pod)
 	if ref == nil {
 		return Workload{Kind: "Pod", Name: pod.Name}, nil
@@ -97,15 +99,8 @@ func (r *ownerResolver) Resolve(ctx context.Context, pod *corev1.Pod) (Workload,
 	}
 }
 
-func (r *ownerResolver) lookup(ctx context.Context, ns, kind, name string) (Workload, error) {
-	var meta metav1.Object
-	var err error
-	switch kind {
-	case "ReplicaSet":
-		meta, err = r.cs.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
-	case "Job":
-		meta, err = r.cs.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
-	}
+func (r *OwnerResolver) lookup(ctx context.Context, ns, kind, name string) (Workload, error) {
+	meta, err := KindOf(kind).get(ctx, r.cs, ns, name)
 	if apierrors.IsNotFound(err) {
 		return Workload{Kind: kind, Name: name}, nil
 	}

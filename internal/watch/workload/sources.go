@@ -1,4 +1,4 @@
-package watch
+package workload
 
 import (
 	"fmt"
@@ -6,8 +6,6 @@ import (
 
 	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/pullfix/pullfix/internal/diagnose"
 )
 
 // Image sources besides a pod's containers and init containers. An
@@ -111,21 +109,21 @@ func failedVolume(c *corev1.Container, vols map[string]string, msg string) (name
 	}
 	for _, exact := range []bool{true, false} {
 		for i := len(mounted) - 1; i >= 0; i-- {
-			if mentionsImage(msg, vols[mounted[i]], exact) {
+			if MentionsImage(msg, vols[mounted[i]], exact) {
 				return mounted[i], vols[mounted[i]], true
 			}
 		}
-		if mentionsImage(msg, c.Image, exact) {
+		if MentionsImage(msg, c.Image, exact) {
 			return "", "", false
 		}
 	}
 	return "", "", false
 }
 
-// mentionsImage reports whether a kubelet message names image: exactly
+// MentionsImage reports whether a kubelet message names image: exactly
 // (as written or fully qualified, with its tag or digest), or with exact
 // false by its repository alone.
-func mentionsImage(msg, image string, exact bool) bool {
+func MentionsImage(msg, image string, exact bool) bool {
 	if msg == "" || image == "" {
 		return false
 	}
@@ -174,9 +172,9 @@ func containsBounded(msg, s string) bool {
 	}
 }
 
-// ephemeralTarget returns the container an ephemeral container targets
+// EphemeralTarget returns the container an ephemeral container targets
 // (`kubectl debug --target`), "" when none or unknown.
-func ephemeralTarget(pod *corev1.Pod, name string) string {
+func EphemeralTarget(pod *corev1.Pod, name string) string {
 	if pod == nil {
 		return ""
 	}
@@ -196,74 +194,4 @@ func DebugCommand(namespace, pod, image, target string) string {
 		cmd += " --target=" + target
 	}
 	return cmd
-}
-
-// adaptToSource completes a diagnosis for where its image is used. An
-// ephemeral container cannot be patched: the API accepts ephemeral
-// containers only through the pods/ephemeralcontainers subresource, and an
-// existing one can be neither changed nor removed (core validation,
-// ValidatePodEphemeralContainersUpdate). So the remedy says to start a new
-// debug container with the verified image, as a command to copy; pullfix
-// offers no patch for it (the Patcher refuses such a key).
-func adaptToSource(k Key, pod *corev1.Pod, d *diagnose.Diagnosis) {
-	name, ok := EphemeralContainerName(k.Container)
-	if !ok {
-		return
-	}
-	img := "IMAGE"
-	if len(d.Candidates) > 0 {
-		img = d.Candidates[0].Image
-	} else if !prefetchHints(d.Cause) {
-		// Fixed outside the image (credentials, network): the same image
-		// works once that is fixed.
-		img = k.Image
-	}
-	note := fmt.Sprintf("Debug container %s is an ephemeral container: its image cannot be changed, so pullfix offers no patch. "+
-		"Start a new debug container with a verified image: `%s`", name, DebugCommand(k.Namespace, k.Name, img, ephemeralTarget(pod, name)))
-	if strings.TrimSpace(d.Remedy) == "" {
-		d.Remedy = note
-		return
-	}
-	d.Remedy = strings.TrimRight(d.Remedy, " ") + " " + note
-}
-
-// notPatchableSource refuses a fix of an ephemeral container cleanly,
-// before anything is read or sent.
-func notPatchableSource(k Key) error {
-	name, ok := EphemeralContainerName(k.Container)
-	if !ok {
-		return nil
-	}
-	return &NotPatchableError{Workload: k.Workload, Reason: fmt.Sprintf(
-		"%q is an ephemeral (debug) container: its image cannot be changed after kubectl debug added it, and pullfix never writes pods/ephemeralcontainers. "+
-			"Start a new debug container with a verified image instead: %s",
-		name, DebugCommand(k.Namespace, k.Name, "IMAGE", ""))}
-}
-
-// eventFor picks, from a pod's pull-failure events (newest first), the
-// newest one about the key's image source: the kubelet names an ephemeral
-// container by the fieldPath spec.ephemeralContainers{NAME}, and pulls an
-// image volume for the pod as a whole (empty fieldPath, the message naming
-// the reference). A container's event is one that is about neither, as
-// before image volumes and ephemeral containers were told apart.
-func eventFor(k Key, evs []*corev1.Event) *corev1.Event {
-	for _, ev := range evs {
-		fp := ev.InvolvedObject.FieldPath
-		switch {
-		case strings.HasPrefix(k.Container, EphemeralPrefix):
-			if name, _ := EphemeralContainerName(k.Container); fp == "spec.ephemeralContainers{"+name+"}" {
-				return ev
-			}
-		case strings.HasPrefix(k.Container, VolumePrefix):
-			if fp == "" && mentionsImage(ev.Message, k.Image, true) {
-				return ev
-			}
-		default:
-			if fp == "spec.containers{"+k.Container+"}" || fp == "spec.initContainers{"+k.Container+"}" ||
-				(fp == "" && mentionsImage(ev.Message, k.Image, true)) {
-				return ev
-			}
-		}
-	}
-	return nil
 }
