@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/watch"
 )
 
@@ -46,10 +46,6 @@ func runDiagnose(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return code
 	}
 	incs, err := watch.DiagnoseWorkload(ctx, env.cs, env.diag, env.log, env.cfg.Cluster, *ns, wl)
-	if errors.Is(err, watch.ErrWorkloadNotFound) {
-		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
-		return 1
-	}
 	if err != nil {
 		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
 		return 1
@@ -72,7 +68,7 @@ func runDiagnose(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	for _, inc := range incs {
 		var b strings.Builder
 		k := inc.Key
-		writeDiagnosis(&b, fmt.Sprintf("%s/%s %s, container %s, cluster %s", k.Namespace, k.Kind, k.Name, k.Container, k.Cluster), len(inc.Pods), *inc.Diagnosis)
+		console.WriteDiagnosis(&b, fmt.Sprintf("%s/%s %s, container %s, cluster %s", k.Namespace, k.Kind, k.Name, k.Container, k.Cluster), len(inc.Pods), *inc.Diagnosis)
 		io.WriteString(stdout, b.String())
 	}
 	return 0

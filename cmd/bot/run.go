@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +16,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/ops"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
 	"github.com/pullfix/pullfix/internal/watch/fix"
@@ -43,9 +44,10 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cfg, log := env.cfg, env.log
 	reg := prometheus.NewRegistry()
 	metrics := watch.NewMetrics(reg)
+	patcher := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
 	opts := []watch.Option{
 		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log), watch.WithMetrics(metrics),
-		watch.WithDiagnosisBudget(cfg.DiagnosisBudget),
+		watch.WithDiagnosisBudget(cfg.DiagnosisBudget), watch.WithPatcher(patcher),
 		// Diagnoses wait on registries (a black hole holds one for the whole
 		// probe timeout) and posts wait on Slack's per-channel pace: with
 		// watch's default of 4 workers, a storm queues behind a few slow
@@ -58,29 +60,25 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cfg.LeaderElection {
 		opts = append(opts, watch.WithLeaderElection(leader.Config{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	patcher := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
-
-	var notifier watch.Notifier
-	var b *bridge
+	// The watcher reports to the bridge, which needs the watcher: it is
+	// filled in once both exist (before Run, so before any call).
+	b := &bridge{cluster: cfg.Cluster, log: log}
+	var notifier watch.Notifier = b
 	extra := map[string]http.Handler{}
 	if cfg.BotToken == "" {
 		// People read text on a terminal; a pipe or a log collector gets JSON lines.
-		human := false
-		if f, ok := stdout.(*os.File); ok {
-			human = readerIsTerminal(f)
-		}
-		notifier = newConsole(stdout, human)
+		notifier = console.New(stdout, console.IsTerminal(stdout))
 	} else {
-		b = newBridge(nil, patcher, env.cs, env.diag, env.prober, cfg, log)
-		b.metrics = metrics
-		app, err := newSlackApp(ctx, cfg, b, log, newSlackMetrics(reg))
+		if cfg.PullSecretProbing {
+			opts = append(opts, watch.WithPullSecretSearch(env.prober))
+		}
+		app, err := newSlackApp(ctx, cfg, b, log, slackapp.NewPrometheusMetrics(reg))
 		if err != nil {
 			fmt.Fprintf(stderr, "bot: %v\n", err)
 			return 1
 		}
 		defer app.Close()
 		b.app = app
-		notifier = b
 		if cfg.AppToken != "" {
 			// Slack hands each Socket Mode event to one open connection, so
 			// only the leader holds one: it moves with leadership.
@@ -94,13 +92,15 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 	}
 	if cfg.Pprof {
-		addPprof(extra)
+		ops.AddPprof(extra)
 	}
-	w := watch.New(env.cs, env.diag, notifier, opts...)
-	if b != nil {
-		b.w = w
+	w, err := watch.New(env.cs, env.diag, notifier, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: %v\n", err)
+		return 2
 	}
-	addr, err := serveOps(ctx, cfg.ListenAddr, reg, probes{ready: w.HasSynced}, extra, log)
+	b.w = w
+	addr, err := ops.Serve(ctx, cfg.ListenAddr, reg, w.HasSynced, extra, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: PULLFIX_LISTEN_ADDR %s: %v\n", cfg.ListenAddr, err)
 		return 1

@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"strings"
@@ -18,7 +18,7 @@ func TestWriteDiagnosisCertainty(t *testing.T) {
 		{diagnose.CertaintyWords, "certainty: words"},
 	} {
 		var b strings.Builder
-		writeDiagnosis(&b, "default/Deployment ui-new", 1, diagnose.Diagnosis{Cause: diagnose.RepoNotFound, Summary: "s", Certainty: tc.certainty})
+		WriteDiagnosis(&b, "default/Deployment ui-new", 1, diagnose.Diagnosis{Cause: diagnose.RepoNotFound, Summary: "s", Certainty: tc.certainty})
 		if !strings.Contains(b.String(), tc.want) {
 			t.Errorf("certainty %s: output lacks %q:\n%s", tc.certainty, tc.want, b.String())
 		}

@@ -1,10 +1,14 @@
-package main
+// Package console reports incidents on standard output when no Slack
+// tokens are set: readable text on a terminal, one JSON object per line
+// otherwise, so pullfix is useful with nothing but a kubeconfig.
+package console
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -13,16 +17,16 @@ import (
 	"github.com/pullfix/pullfix/internal/watch"
 )
 
-// console reports incidents on standard output: readable text on a
-// terminal, one JSON object per line otherwise. It is the notifier when no
-// Slack tokens are set, so pullfix is useful with nothing but a kubeconfig.
-type console struct {
+// Console is the watcher's Notifier (and Refiner) on a writer.
+type Console struct {
 	mu    sync.Mutex
 	w     io.Writer
 	human bool
 }
 
-func newConsole(w io.Writer, human bool) *console { return &console{w: w, human: human} }
+// New returns a Console writing to w: text for people when human is set,
+// JSON lines otherwise.
+func New(w io.Writer, human bool) *Console { return &Console{w: w, human: human} }
 
 // consoleRecord is the JSON-lines form.
 type consoleRecord struct {
@@ -35,27 +39,28 @@ type consoleRecord struct {
 
 // Opened prints the incident. The reference only names it: the console
 // cannot edit what it printed, so a refinement is printed anew.
-func (c *console) Opened(_ context.Context, inc watch.Incident) (string, error) {
+func (c *Console) Opened(_ context.Context, inc watch.Incident) (string, error) {
 	return "console:" + inc.ID, c.write("opened", inc)
 }
 
 // Refined prints the full diagnosis of an incident first printed on the
 // kubelet's words (the registry answered after the diagnosis budget).
-func (c *console) Refined(_ context.Context, inc watch.Incident) error {
+func (c *Console) Refined(_ context.Context, inc watch.Incident) error {
 	return c.write("refined", inc)
 }
 
 // Updated prints a lifecycle change (fixing, dismissed, snoozed).
-func (c *console) Updated(_ context.Context, inc watch.Incident) error {
+func (c *Console) Updated(_ context.Context, inc watch.Incident) error {
 	return c.write(string(inc.State), inc)
 }
 
-func (c *console) Resolved(_ context.Context, inc watch.Incident) error {
+// Resolved prints that the incident's pods run and are ready.
+func (c *Console) Resolved(_ context.Context, inc watch.Incident) error {
 	return c.write("resolved", inc)
 }
 
 // UpdatedGroup prints a storm group: one line per member.
-func (c *console) UpdatedGroup(_ context.Context, g watch.Group) error {
+func (c *Console) UpdatedGroup(_ context.Context, g watch.Group) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.human {
@@ -81,7 +86,7 @@ func (c *console) UpdatedGroup(_ context.Context, g watch.Group) error {
 	return err
 }
 
-func (c *console) write(event string, inc watch.Incident) error {
+func (c *Console) write(event string, inc watch.Incident) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.human {
@@ -118,7 +123,7 @@ func (c *console) write(event string, inc watch.Incident) error {
 		b.WriteString("🔎 the registry answered; updated diagnosis:\n")
 	}
 	if inc.Diagnosis != nil {
-		writeDiagnosis(&b, where, len(inc.Pods), *inc.Diagnosis)
+		WriteDiagnosis(&b, where, len(inc.Pods), *inc.Diagnosis)
 	}
 	_, err := io.WriteString(c.w, b.String())
 	return err
@@ -132,9 +137,9 @@ func certaintyText(c diagnose.Certainty) string {
 	return string(c) + " (from the kubelet's message alone)"
 }
 
-// writeDiagnosis renders a diagnosis as text for people: the same content
+// WriteDiagnosis renders a diagnosis as text for people: the same content
 // as the Slack message, in the same order.
-func writeDiagnosis(b *strings.Builder, where string, pods int, d diagnose.Diagnosis) {
+func WriteDiagnosis(b *strings.Builder, where string, pods int, d diagnose.Diagnosis) {
 	fmt.Fprintf(b, "❌ %s: %s\n", d.Cause.Title(), where)
 	if pods > 0 {
 		fmt.Fprintf(b, "   pods: %d   image: %s\n", pods, d.Target.Image)
@@ -156,4 +161,16 @@ func writeDiagnosis(b *strings.Builder, where string, pods int, d diagnose.Diagn
 		fmt.Fprintf(b, "   certainty: %s\n", certaintyText(d.Certainty))
 	}
 	b.WriteString("\n")
+}
+
+// IsTerminal reports whether stream (stdin or stdout) is a character
+// device, a person at a terminal: output for people, and a message read
+// from it would hang.
+func IsTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -1,4 +1,7 @@
-package main
+// Package ops serves the process's operational endpoints: /healthz,
+// /readyz (the informers have synced), /metrics, and on request Go's
+// profiles.
+package ops
 
 import (
 	"context"
@@ -15,25 +18,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// probes says whether the process is alive and ready; ready means the
-// informers have synced (a follower replica is ready too: it can take over).
-type probes struct {
-	ready func() bool
-}
-
-// serveOps serves /healthz, /readyz and /metrics on addr until ctx ends.
+// Serve serves /healthz, /readyz and /metrics on addr until ctx ends.
 // It returns the bound address (useful with ":0") or an error when the
 // address cannot be bound.
 //
 // extra adds handlers by path (the Slack endpoint in HTTP mode).
-func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, p probes, extra map[string]http.Handler, log *slog.Logger) (string, error) {
+//
+// ready says whether the process is ready: the informers have synced (a
+// follower replica is ready too: it can take over); nil is always ready.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool, extra map[string]http.Handler, log *slog.Logger) (string, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if p.ready != nil && !p.ready() {
+		if ready != nil && !ready() {
 			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
 			return
 		}
@@ -62,10 +62,10 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, p prob
 	return ln.Addr().String(), nil
 }
 
-// addPprof adds Go's profiling handlers (PULLFIX_PPROF): the benchmark
+// AddPprof adds Go's profiling handlers (PULLFIX_PPROF): the benchmark
 // takes a CPU profile of the bot during a storm through them. They are
 // opt-in because a profile exposes the process's internals.
-func addPprof(extra map[string]http.Handler) {
+func AddPprof(extra map[string]http.Handler) {
 	// Where workers wait (locks, channels) matters as much as CPU in a storm.
 	runtime.SetMutexProfileFraction(5)
 	runtime.SetBlockProfileRate(int(100 * time.Microsecond))

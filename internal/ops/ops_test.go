@@ -1,4 +1,4 @@
-package main
+package ops
 
 import (
 	"io"
@@ -18,7 +18,7 @@ func TestServeOps(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := watch.NewMetrics(reg)
 	m.Patched("image", "applied")
-	addr, err := serveOps(t.Context(), "127.0.0.1:0", reg, probes{ready: ready.Load}, nil, slog.New(slog.DiscardHandler))
+	addr, err := Serve(t.Context(), "127.0.0.1:0", reg, ready.Load, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestServeOps(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `pullfix_patches_total{kind="image",result="applied"} 1`) || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics = %d:\n%.500s", code, body)
 	}
-	if _, err := serveOps(t.Context(), addr, prometheus.NewRegistry(), probes{}, nil, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := Serve(t.Context(), addr, prometheus.NewRegistry(), nil, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("binding a taken address succeeded")
 	}
 }

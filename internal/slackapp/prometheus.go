@@ -1,21 +1,21 @@
-package main
+package slackapp
 
 import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/pullfix/pullfix/internal/slackapp"
 )
 
-// slackMetrics exports the Slack queue's counters to Prometheus.
-type slackMetrics struct {
+// PrometheusMetrics exports the outbound queue's counters to Prometheus
+// (pullfix_slack_requests_total, pullfix_slack_dropped_total).
+type PrometheusMetrics struct {
 	requests *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
 }
 
-func newSlackMetrics(reg prometheus.Registerer) *slackMetrics {
-	m := &slackMetrics{
+// NewPrometheusMetrics creates the series and registers them with reg.
+func NewPrometheusMetrics(reg prometheus.Registerer) *PrometheusMetrics {
+	m := &PrometheusMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullfix_slack_requests_total",
 			Help: "Slack Web API calls by method and result (sent, rate_limited, failed, failed_retryable).",
@@ -29,13 +29,16 @@ func newSlackMetrics(reg prometheus.Registerer) *slackMetrics {
 	return m
 }
 
-func (m *slackMetrics) Sent(method string) { m.requests.WithLabelValues(method, "sent").Inc() }
+// Sent counts a call Slack accepted.
+func (m *PrometheusMetrics) Sent(method string) { m.requests.WithLabelValues(method, "sent").Inc() }
 
-func (m *slackMetrics) RateLimited(method string, _ time.Duration) {
+// RateLimited counts a call Slack answered 429.
+func (m *PrometheusMetrics) RateLimited(method string, _ time.Duration) {
 	m.requests.WithLabelValues(method, "rate_limited").Inc()
 }
 
-func (m *slackMetrics) Failed(method string, retryable bool) {
+// Failed counts a call that failed.
+func (m *PrometheusMetrics) Failed(method string, retryable bool) {
 	result := "failed"
 	if retryable {
 		result = "failed_retryable"
@@ -43,4 +46,5 @@ func (m *slackMetrics) Failed(method string, retryable bool) {
 	m.requests.WithLabelValues(method, result).Inc()
 }
 
-func (m *slackMetrics) Dropped(kind slackapp.Kind) { m.dropped.WithLabelValues(kind.String()).Inc() }
+// Dropped counts a write shed under backlog.
+func (m *PrometheusMetrics) Dropped(kind Kind) { m.dropped.WithLabelValues(kind.String()).Inc() }

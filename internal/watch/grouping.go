@@ -44,24 +44,6 @@ const DefaultGroupWindow = 30 * time.Second
 // latest edit of a message.
 const groupUpdateDelay = 100 * time.Millisecond
 
-// groupable are the causes that belong to a registry or to the nodes'
-// path to it rather than to one image: one fix (credentials, network,
-// waiting) mends every workload that shares the registry. Not-found
-// causes, platform mismatches and reference typos are per image and are
-// never grouped.
-var groupable = map[diagnose.Cause]bool{
-	diagnose.Unauthorized:        true,
-	diagnose.AccessDenied:        true,
-	diagnose.CredentialsExpired:  true,
-	diagnose.RateLimited:         true,
-	diagnose.RegistryUnavailable: true,
-	diagnose.DNSFailure:          true,
-	diagnose.NetworkTimeout:      true,
-	diagnose.ConnectionRefused:   true,
-	diagnose.TLSError:            true,
-	diagnose.HTTPVsHTTPS:         true,
-}
-
 // Group is one storm: incidents of one cluster with the same cause at the
 // same registry, detected close together, reported in one message. Each
 // member is still its own incident (own ID, state, diagnosis).
@@ -121,7 +103,7 @@ func newGroupID() string {
 func registryOf(image string) string { return diagnose.RegistryHost(image) }
 
 func (w *Watcher) groupKeyOf(d *diagnose.Diagnosis, k Key) (groupKey, bool) {
-	if w.groupWindow <= 0 || d == nil || !groupable[d.Cause] {
+	if w.groupWindow <= 0 || d == nil || !d.Cause.RegistryWide() {
 		return groupKey{}, false
 	}
 	return groupKey{cluster: k.Cluster, cause: d.Cause, registry: registryOf(k.Image)}, true
@@ -302,6 +284,7 @@ func (w *Watcher) notifyGrouped(ctx context.Context, ks string, prev State, inc 
 		w.groups[g.id] = g
 		w.mu.Unlock()
 		w.commitNotified(ctx, ks, prev, inc, ref, "")
+		w.searchSecretsLater(ctx, ks, inc)
 		return nil
 	}
 	w.metrics.diagnosed(*inc.Diagnosis, detected)
@@ -325,7 +308,7 @@ func (w *Watcher) notifyGrouped(ctx context.Context, ks string, prev State, inc 
 	w.mu.Unlock()
 	w.log.Info("incident joins a storm group", "id", inc.ID, "group", g.id, "cause", gk.cause, "registry", gk.registry)
 	w.commitNotified(ctx, ks, prev, inc, g.ref, g.id, seed...)
-	w.enqueueAfter("group:"+g.id, groupUpdateDelay)
+	w.enqueueAfter(item{kind: itemGroup, key: g.id}, groupUpdateDelay)
 	return nil
 }
 

@@ -36,6 +36,10 @@ type inputs struct {
 	// credentials.
 	ecr *creds.ECRKeychain
 
+	// bg holds the hint look-ups started ahead of the diagnosis; wait
+	// waits for them.
+	bg sync.WaitGroup
+
 	mu        sync.Mutex
 	platforms map[string]diagnose.Platform // node name → platform
 	// images caches, per namespace, the images its workloads run, so a
@@ -158,6 +162,10 @@ func listPages(ctx context.Context, page func(context.Context, metav1.ListOption
 	return nil
 }
 
+// wait waits for the look-ups started ahead of diagnoses; each ends with
+// the context it was started with.
+func (in *inputs) wait() { in.bg.Wait() }
+
 func newInputs(cs kubernetes.Interface) *inputs {
 	return &inputs{cs: cs, platforms: map[string]diagnose.Platform{}, ecr: creds.ECRKeychainFromEnv(os.Getenv)}
 }
@@ -192,7 +200,7 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 		return l
 	})
 	if prefetchHints(diagnose.Classify(t.Reason, t.Message).Cause) {
-		go lookup()
+		in.bg.Go(func() { lookup() })
 	}
 	t.Lookup = func(context.Context) ([]diagnose.Hint, []string) {
 		l := lookup()
@@ -244,17 +252,8 @@ func podTarget(k Key, pod *corev1.Pod) diagnose.Target {
 }
 
 // prefetchHints says whether the kubelet's cause points to a fix by another
-// image (a missing repository, tag or platform; a denial that may hide a
-// missing repository), so the hints are worth reading before the probe
-// answers. A network, rate-limit or policy failure is fixed elsewhere.
-func prefetchHints(c diagnose.Cause) bool {
-	switch c {
-	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound, diagnose.ImageNotFound, diagnose.NotFoundOrUnauthorized,
-		diagnose.PlatformMismatch, diagnose.Unauthorized, diagnose.AccessDenied, diagnose.Unknown:
-		return true
-	}
-	return false
-}
+// image, so the hints are worth reading before the probe answers.
+func prefetchHints(c diagnose.Cause) bool { return c.FixedByImage() }
 
 // Bounds on the in-cluster look-up: a few pages of workloads per namespace,
 // and a handful of hints so candidate verification stays within its budget.

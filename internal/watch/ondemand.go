@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/pullfix/pullfix/internal/watch/workload"
 	corev1 "k8s.io/api/core/v1"
@@ -68,6 +70,7 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 			inc.Pods = append(inc.Pods, pod.Name)
 		}
 	}
+	defer in.wait()
 	out := make([]Incident, 0, len(byKey))
 	for ks, inc := range byKey {
 		t, kc := in.target(ctx, log, inc.Key, sample[ks])
@@ -95,4 +98,49 @@ func workloadSelector(ctx context.Context, cs kubernetes.Interface, ns string, w
 		return nil, err
 	}
 	return k.Selector(obj)
+}
+
+// DiagnoseNow diagnoses a workload now, for a person who asked (/pullfix
+// NAME): kind "" means a Deployment, namespace "" means the one watched
+// namespace that holds a workload of that name. It returns healthy when
+// no container fails to pull; otherwise the first failing container's
+// incident — the watcher's own when it tracks it (so its buttons work),
+// with the fresh diagnosis and the pull secrets proven for it. Errors say
+// in words what is wrong: an unknown workload, an ambiguous name, a
+// namespace outside the watch.
+func (w *Watcher) DiagnoseNow(ctx context.Context, namespace, kind, name string) (inc Incident, healthy bool, err error) {
+	wl, err := workload.ParseWorkload(strings.TrimPrefix(kind+"/"+name, "/"))
+	if err != nil {
+		return Incident{}, false, err
+	}
+	if namespace == "" {
+		if namespace, err = workload.FindNamespace(ctx, w.cs, w.namespaces, wl); err != nil {
+			return Incident{}, false, err
+		}
+	}
+	if len(w.namespaces) > 0 && !slices.Contains(w.namespaces, namespace) {
+		return Incident{}, false, fmt.Errorf("namespace %q is outside what this bot watches (%s)", namespace, strings.Join(w.namespaces, ", "))
+	}
+	incs, err := DiagnoseWorkload(ctx, w.cs, w.diag, w.log, w.cluster, namespace, wl)
+	if err != nil {
+		return Incident{}, false, err
+	}
+	if len(incs) == 0 {
+		return Incident{Key: Key{Cluster: w.cluster, Namespace: namespace, Workload: wl}}, true, nil
+	}
+	inc = incs[0]
+	inc.ID = IncidentID(inc.Key)
+	if known, ok := w.Incident(inc.ID); ok {
+		// The watcher tracks it: answer with its state (so the buttons
+		// work) and the fresh diagnosis.
+		known.Diagnosis = inc.Diagnosis
+		inc = known
+	}
+	// Asked on demand: the answer may wait for the search.
+	if proven, err := w.provenSecrets(ctx, inc.ID); err == nil {
+		inc.ProvenSecrets = proven
+	} else if proven, searched := w.searchSecrets(ctx, inc); searched {
+		inc.ProvenSecrets = proven
+	}
+	return inc, false, nil
 }

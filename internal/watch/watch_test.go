@@ -204,7 +204,11 @@ func (r *running) stop() error {
 func (e *env) start(n Notifier, opts ...Option) *running {
 	e.t.Helper()
 	opts = append([]Option{WithCluster("test"), WithNamespaces(e.ns), WithResolveTimeout(time.Minute), WithDiagnosisBudget(0)}, opts...)
-	r := &running{w: New(e.cs, e.diag, n, opts...), done: make(chan error, 1)}
+	w, err := New(e.cs, e.diag, n, opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := &running{w: w, done: make(chan error, 1)}
 	var runCtx context.Context
 	runCtx, r.cancel = context.WithCancel(context.Background())
 	go func() { r.done <- r.w.Run(runCtx) }()

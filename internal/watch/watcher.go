@@ -12,6 +12,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -31,9 +32,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 	"github.com/pullfix/pullfix/internal/watch/incident"
 	"github.com/pullfix/pullfix/internal/watch/leader"
 	"github.com/pullfix/pullfix/internal/watch/workload"
@@ -71,74 +72,154 @@ type Notifier interface {
 	UpdatedGroup(ctx context.Context, g Group) error
 }
 
-// Option configures a Watcher.
-type Option func(*Watcher)
+// Option configures a Watcher. An option given a value it cannot use makes
+// New fail with an error that names it: a configuration mistake is found at
+// start-up, not in the first storm.
+type Option func(*Watcher) error
 
-// WithCluster sets the cluster name shown in every report (default "default").
-func WithCluster(name string) Option { return func(w *Watcher) { w.cluster = name } }
+func errorf(format string, a ...any) error { return fmt.Errorf("watch: "+format, a...) }
+
+// Defaults of the options.
+const (
+	// DefaultCluster is the cluster name when WithCluster is not given.
+	DefaultCluster = "default"
+	// DefaultWorkers is the number of sync workers.
+	DefaultWorkers = 4
+	// DefaultResolveTimeout: see WithResolveTimeout.
+	DefaultResolveTimeout = 5 * time.Minute
+)
+
+// WithCluster sets the cluster name shown in every report (default
+// DefaultCluster); it may not be empty.
+func WithCluster(name string) Option {
+	return func(w *Watcher) error {
+		if name == "" {
+			return errorf("WithCluster: the cluster name is empty")
+		}
+		w.cluster = name
+		return nil
+	}
+}
 
 // WithNamespaces limits the watch to these namespaces (default: all).
-func WithNamespaces(ns ...string) Option { return func(w *Watcher) { w.namespaces = ns } }
+func WithNamespaces(ns ...string) Option {
+	return func(w *Watcher) error {
+		if slices.Contains(ns, "") {
+			return errorf("WithNamespaces: an empty namespace name in %q", ns)
+		}
+		w.namespaces = ns
+		return nil
+	}
+}
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(w *Watcher) { w.log = l } }
+func WithLogger(l *slog.Logger) Option {
+	return func(w *Watcher) error {
+		if l == nil {
+			return errorf("WithLogger: nil logger")
+		}
+		w.log = l
+		return nil
+	}
+}
 
-// WithWorkers sets the number of sync workers (default 4). Diagnosis waits
-// on registries, so a few workers keep one slow registry from holding up the rest.
-func WithWorkers(n int) Option { return func(w *Watcher) { w.workers = n } }
+// WithWorkers sets the number of sync workers (default DefaultWorkers; at
+// least 1). Diagnosis waits on registries, so a few workers keep one slow
+// registry from holding up the rest.
+func WithWorkers(n int) Option {
+	return func(w *Watcher) error {
+		if n < 1 {
+			return errorf("WithWorkers(%d): at least one worker is needed", n)
+		}
+		w.workers = n
+		return nil
+	}
+}
 
 // WithResolveTimeout bounds how long a notified incident whose pods left may
 // wait for its workload to become ready before it is reported resolved
-// anyway on the evidence that no pod fails any more (default 5m).
-func WithResolveTimeout(d time.Duration) Option { return func(w *Watcher) { w.resolveTimeout = d } }
+// anyway on the evidence that no pod fails any more (default
+// DefaultResolveTimeout; must be positive).
+func WithResolveTimeout(d time.Duration) Option {
+	return func(w *Watcher) error {
+		if d <= 0 {
+			return errorf("WithResolveTimeout(%s): must be positive", d)
+		}
+		w.resolveTimeout = d
+		return nil
+	}
+}
 
-// WithMetrics records incidents, detection and probe latency and errors
-// (default: none).
-func WithMetrics(m *Metrics) Option { return func(w *Watcher) { w.metrics = m } }
+// WithMetrics records incidents, detection and probe latency, patches and
+// errors (default: none; nil records nothing).
+func WithMetrics(m *Metrics) Option { return func(w *Watcher) error { w.metrics = m; return nil } }
 
 // WithStateConfigMap persists incidents (ID, lifecycle, notification
-// reference, verified candidates) in the ConfigMap namespace/name — the
-// bot's own namespace; name "" means incident.DefaultStateConfigMap — so a restart
-// or a new leader posts nothing twice. Default: state in memory only, so a
-// restart posts every open incident again.
+// reference, verified candidates, proven pull secrets) in the ConfigMap
+// namespace/name — the bot's own namespace; name "" means
+// incident.DefaultStateConfigMap — so a restart or a new leader posts
+// nothing twice. Default: state in memory only, so a restart posts every
+// open incident again.
 func WithStateConfigMap(namespace, name string) Option {
-	return func(w *Watcher) {
+	return func(w *Watcher) error {
+		if namespace == "" {
+			return errorf("WithStateConfigMap: the namespace is empty")
+		}
 		if name == "" {
 			name = incident.DefaultStateConfigMap
 		}
 		w.stateNS, w.stateName = namespace, name
+		return nil
 	}
 }
 
 // WithStateLimits bounds the state ConfigMap: resolved and dismissed
 // incidents are forgotten ttl after their last change, and at most
 // maxEntries records of at most maxBytes in all are kept, oldest closed
-// ones dropped first. Zero keeps a default (DefaultStateTTL,
-// DefaultStateMaxEntries, DefaultStateMaxBytes).
+// ones dropped first. Zero keeps a default (incident.DefaultStateTTL,
+// DefaultStateMaxEntries, DefaultStateMaxBytes); negative is an error.
 func WithStateLimits(ttl time.Duration, maxEntries, maxBytes int) Option {
-	return func(w *Watcher) { w.stateTTL, w.stateMaxEntries, w.stateMaxBytes = ttl, maxEntries, maxBytes }
+	return func(w *Watcher) error {
+		if ttl < 0 || maxEntries < 0 || maxBytes < 0 {
+			return errorf("WithStateLimits(%s, %d, %d): negative bound", ttl, maxEntries, maxBytes)
+		}
+		w.stateTTL, w.stateMaxEntries, w.stateMaxBytes = ttl, maxEntries, maxBytes
+		return nil
+	}
 }
 
 // WithLeaderElection makes Run campaign for a Lease and sync and notify
 // only while it leads; followers keep their informers warm, so a new
 // leader needs only to read the state ConfigMap before it takes over.
-// Default: no election (a single replica).
+// Default: no election (a single replica). cfg.Namespace is required.
 func WithLeaderElection(cfg leader.Config) Option {
-	return func(w *Watcher) { c := cfg; w.leader = &c }
+	return func(w *Watcher) error {
+		if _, err := cfg.WithDefaults(); err != nil {
+			return errorf("WithLeaderElection: %v", err)
+		}
+		c := cfg
+		w.leader = &c
+		return nil
+	}
 }
 
-// WithOnLeading calls f in its own goroutine each time this Watcher starts
-// leading (at once without leader election), with a context that ends when
-// leadership ends. cmd/bot holds the Slack connection there: Slack hands
-// each event to one connection, which must be the leader's.
-func WithOnLeading(f func(ctx context.Context)) Option { return func(w *Watcher) { w.onLeading = f } }
+// WithOnLeading runs f in a goroutine of its own each time this Watcher
+// starts leading (at once without leader election), with a context that
+// ends when leadership ends; the leadership ends only after f has
+// returned. cmd/bot holds the Slack connection there: Slack hands each
+// event to one connection, which must be the leader's.
+func WithOnLeading(f func(ctx context.Context)) Option {
+	return func(w *Watcher) error { w.onLeading = f; return nil }
+}
 
 // WithGroupWindow sets the storm window (default DefaultGroupWindow, 30s):
 // an incident whose detection follows the last one at its registry by at
 // most this long, with the same diagnosed cause as an open group there,
 // joins that group's message instead of posting its own. It never delays
 // a post. Zero or negative turns grouping off.
-func WithGroupWindow(d time.Duration) Option { return func(w *Watcher) { w.groupWindow = d } }
+func WithGroupWindow(d time.Duration) Option {
+	return func(w *Watcher) error { w.groupWindow = d; return nil }
+}
 
 // Watcher watches pods that cannot pull their images and keeps one incident
 // per (workload, container, image).
@@ -156,6 +237,8 @@ type Watcher struct {
 	groupWindow    time.Duration
 	leader         *leader.Config
 	onLeading      func(context.Context)
+	findSecrets    SecretFinder // nil: no pull-secret search
+	patcher        *fix.Patcher // nil: no fixes
 
 	stateNS, stateName string
 	stateTTL           time.Duration
@@ -165,6 +248,11 @@ type Watcher struct {
 
 	owners *workload.OwnerResolver
 	inputs *inputs
+
+	// bg holds the goroutines a leadership starts besides its workers (the
+	// refinement of a slow diagnosis, a pull-secret search, onLeading):
+	// lead waits for them before it returns.
+	bg sync.WaitGroup
 
 	runMu   sync.Mutex // one Run at a time
 	queue   atomic.Pointer[queueBox]
@@ -182,13 +270,6 @@ type Watcher struct {
 	detections   map[string][]time.Time // registry → sorted detection times
 }
 
-// queueBox holds the leader's workqueues; nil while following, so informer
-// events only warm the caches.
-type queueBox struct {
-	q    workqueue.TypedRateLimitingInterface[string] // incidents, groups, refinements, state
-	pods workqueue.TypedRateLimitingInterface[string] // "pod:" items
-}
-
 type podLister struct {
 	namespace string // "" for all
 	lister    listerscorev1.PodLister
@@ -204,18 +285,28 @@ type entry struct {
 	// refined is a full diagnosis that arrived after the incident was
 	// posted on the kubelet's words (see diagnoseWithin).
 	refined *diagnose.Diagnosis
+	// fixInFlight: a fix started with MarkFixing is being applied or
+	// followed; fixReported: its follow-up saw the rollout ready and the
+	// fixer said so. Either way the watcher posts no "resolved" itself.
+	fixInFlight, fixReported bool
+	// secretsSearched: ProvenSecrets holds the answer of a search (maybe
+	// none); searching: a background search is under way.
+	secretsSearched, searching bool
 }
 
-// New returns a Watcher; call Run to start it.
-func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) *Watcher {
+// New returns a Watcher; call Run to start it. It fails when an option's
+// value is unusable.
+func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) (*Watcher, error) {
 	w := &Watcher{
 		cs: cs, diag: d, notify: n,
-		cluster: "default", log: slog.Default(), workers: 4, resolveTimeout: 5 * time.Minute,
+		cluster: DefaultCluster, log: slog.Default(), workers: DefaultWorkers, resolveTimeout: DefaultResolveTimeout,
 		groupWindow: DefaultGroupWindow, budget: DefaultDiagnosisBudget,
 	}
 	w.resetLocked()
 	for _, o := range opts {
-		o(w)
+		if err := o(w); err != nil {
+			return nil, err
+		}
 	}
 	if w.stateName != "" {
 		w.store = incident.NewStore(cs, w.stateNS, w.stateName, w.log)
@@ -225,7 +316,7 @@ func New(cs kubernetes.Interface, d Diagnoser, n Notifier, opts ...Option) *Watc
 	w.store.SetLimits(w.stateTTL, w.stateMaxEntries, w.stateMaxBytes)
 	w.owners = workload.NewOwnerResolver(cs, 0)
 	w.inputs = newInputs(cs)
-	return w
+	return w, nil
 }
 
 func (w *Watcher) resetLocked() {
@@ -374,12 +465,8 @@ func (w *Watcher) lead(ctx context.Context) {
 		return
 	}
 	box := &queueBox{
-		q: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix"}),
-		pods: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullfix-pods"}),
+		q:    newQueue("pullfix"),
+		pods: newQueue("pullfix-pods"),
 	}
 	defer box.q.ShutDown()
 	defer box.pods.ShutDown()
@@ -394,20 +481,20 @@ func (w *Watcher) lead(ctx context.Context) {
 	w.mu.Lock()
 	for ks := range w.incidents {
 		if primed {
-			box.q.Add("incident:" + ks)
+			box.q.Add(item{kind: itemIncident, key: ks})
 		} else {
-			box.q.AddAfter("incident:"+ks, 5*time.Second)
+			box.q.AddAfter(item{kind: itemIncident, key: ks}, 5*time.Second)
 		}
 	}
 	for id := range w.groups {
-		box.q.Add("group:" + id)
+		box.q.Add(item{kind: itemGroup, key: id})
 	}
 	w.mu.Unlock()
 	w.leading.Store(true)
 	defer w.leading.Store(false)
 	w.log.Info("leading: syncing incidents", "restored", restored, "took", time.Since(began).Round(time.Millisecond))
 	if w.onLeading != nil {
-		go w.onLeading(ctx)
+		w.bg.Go(func() { w.onLeading(ctx) })
 	}
 	var wg sync.WaitGroup
 	for range w.workers {
@@ -426,6 +513,10 @@ func (w *Watcher) lead(ctx context.Context) {
 	box.q.ShutDown()
 	box.pods.ShutDown()
 	wg.Wait()
+	// What the leadership started besides the workers ends with ctx: wait
+	// for it, so nothing of this leadership outlives it.
+	w.bg.Wait()
+	w.inputs.wait()
 }
 
 // loadState reads the state ConfigMap, retrying with back-off: notifying
@@ -465,7 +556,7 @@ func (w *Watcher) prime(ctx context.Context) bool {
 		seen[key] = true
 		if err := w.syncPod(ctx, key); err != nil {
 			ok = false
-			w.enqueue("pod:" + key)
+			w.enqueue(item{kind: itemPod, key: key})
 		}
 	}
 	for _, pl := range listers {
@@ -508,33 +599,6 @@ func (w *Watcher) HasSynced() bool {
 	return true
 }
 
-// enqueue adds an item to the leader's queue; a follower drops it.
-func (w *Watcher) enqueue(item string) {
-	if b := w.queue.Load(); b != nil {
-		b.of(item).Add(item)
-	}
-}
-
-func (w *Watcher) enqueueAfter(item string, d time.Duration) {
-	if b := w.queue.Load(); b != nil {
-		b.of(item).AddAfter(item, d)
-	}
-}
-
-// podWorkers sync pods: cache reads, rarely an owner read, so a few suffice.
-const podWorkers = 4
-
-// of is the queue an item belongs to: pods have their own, so that opening
-// an incident never waits behind diagnoses, which hold a worker for up to
-// the diagnosis budget — in a storm the next workload's first failing pod
-// would otherwise queue behind the last one's registry probe.
-func (b *queueBox) of(item string) workqueue.TypedRateLimitingInterface[string] {
-	if strings.HasPrefix(item, "pod:") {
-		return b.pods
-	}
-	return b.q
-}
-
 func (w *Watcher) enqueuePod(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -549,7 +613,7 @@ func (w *Watcher) enqueuePod(obj any) {
 				w.log.Debug("pod fails to pull", "pod", key)
 			}
 		}
-		w.enqueue("pod:" + key)
+		w.enqueue(item{kind: itemPod, key: key})
 	}
 }
 
@@ -558,43 +622,7 @@ func (w *Watcher) enqueueEventPod(obj any) {
 	if !ok || !strings.HasPrefix(ev.Message, "Failed to pull image") {
 		return
 	}
-	w.enqueue("pod:" + ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name)
-}
-
-func (w *Watcher) processNext(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
-	item, quit := q.Get()
-	if quit {
-		return false
-	}
-	defer q.Done(item)
-	var err error
-	var requeue time.Duration
-	switch kind, key, _ := strings.Cut(item, ":"); kind {
-	case "pod":
-		err = w.syncPod(ctx, key)
-	case "incident":
-		requeue, err = w.syncIncident(ctx, key)
-	case "group":
-		err = w.syncGroup(ctx, key)
-	case "state":
-		err = w.persist(ctx)
-	case "refine":
-		err = w.syncRefine(ctx, key)
-	}
-	switch {
-	case err != nil && ctx.Err() != nil:
-		// Shutting down: the next leader syncs it.
-	case err != nil:
-		w.metrics.Error("sync")
-		w.log.Warn("sync failed; will retry", "item", item, "err", err)
-		q.AddRateLimited(item)
-	case requeue > 0:
-		q.Forget(item)
-		q.AddAfter(item, requeue)
-	default:
-		q.Forget(item)
-	}
-	return true
+	w.enqueue(item{kind: itemPod, key: ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name})
 }
 
 // getPod reads a pod from the Pending cache; a pod outside it is read from
@@ -696,7 +724,7 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 				// Outside the Pending cache (a Running pod: an ephemeral
 				// container, an in-place image change), nothing tells us
 				// when it is fixed or deleted; look again while it fails.
-				w.enqueueAfter("pod:"+podKey, outsideResync)
+				w.enqueueAfter(item{kind: itemPod, key: podKey}, outsideResync)
 			}
 			began := time.Now()
 			wl, err := w.owners.Resolve(ctx, pod)
@@ -739,7 +767,7 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 	}
 	w.mu.Unlock()
 	for k := range affected {
-		w.enqueue("incident:" + k)
+		w.enqueue(item{kind: itemIncident, key: k})
 	}
 	return nil
 }

@@ -173,7 +173,10 @@ func TestChartBotRound(t *testing.T) {
 			if mode.namespaced {
 				opts = append(opts, watch.WithNamespaces(app))
 			}
-			w := watch.New(in.asSA, diagnose.NewDiagnoser(prober), rec, opts...)
+			w, err := watch.New(in.asSA, diagnose.NewDiagnoser(prober), rec, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
 			runCtx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(runCtx) }()

@@ -74,6 +74,11 @@ type Incident struct {
 	By string `json:"by,omitempty"`
 	// Changed is when the state last changed.
 	Changed time.Time `json:"changed,omitzero"`
+	// ProvenSecrets are pull secrets of the namespace whose credentials the
+	// registry accepted for Key.Image (and that the pod does not name
+	// already): the only secrets an "Add imagePullSecret" fix may add.
+	// Persisted with the incident, so a restart or a new leader keeps them.
+	ProvenSecrets []string `json:"provenSecrets,omitempty"`
 }
 
 // ID is the incident's short stable ID: the first 10 hex digits of

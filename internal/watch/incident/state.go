@@ -54,12 +54,15 @@ type Record struct {
 	// (candidate ID → image) without probing again.
 	Cause      diagnose.Cause       `json:"cause,omitempty"`
 	Candidates []diagnose.Candidate `json:"candidates,omitempty"`
+	// Proven are the pull secrets proven to hold working credentials for
+	// the image (Incident.ProvenSecrets).
+	Proven []string `json:"proven,omitempty"`
 }
 
 func RecordOf(inc Incident) Record {
 	r := Record{
 		ID: inc.ID, Key: inc.Key, State: inc.State, Ref: inc.NotifyRef, Group: inc.GroupID, By: inc.By,
-		Opened: inc.Opened, Changed: inc.Changed, Until: inc.SnoozedUntil,
+		Opened: inc.Opened, Changed: inc.Changed, Until: inc.SnoozedUntil, Proven: inc.ProvenSecrets,
 	}
 	if inc.Diagnosis != nil {
 		r.Cause, r.Candidates = inc.Diagnosis.Cause, inc.Diagnosis.Candidates
@@ -73,7 +76,7 @@ func RecordOf(inc Incident) Record {
 func (r Record) Incident() Incident {
 	inc := Incident{
 		ID: r.ID, Key: r.Key, State: r.State, NotifyRef: r.Ref, GroupID: r.Group, By: r.By,
-		Opened: r.Opened, Changed: r.Changed, SnoozedUntil: r.Until,
+		Opened: r.Opened, Changed: r.Changed, SnoozedUntil: r.Until, ProvenSecrets: r.Proven,
 	}
 	if r.Cause != "" {
 		d := &diagnose.Diagnosis{

@@ -1,4 +1,4 @@
-package main
+package watch
 
 import (
 	"errors"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
-	"github.com/pullfix/pullfix/internal/watch"
 )
 
 // TestOnDemandFindsTheNamespace: `/pullfix NAME` without -n finds the one
@@ -47,26 +46,32 @@ func TestOnDemandFindsTheNamespace(t *testing.T) {
 	mk("od-a", "solo")
 	mk("od-c", "hidden")
 
-	b := newBridge(nil, nil, cs, diagnose.NewDiagnoser(nil), nil, Config{Cluster: "od"}, slog.New(slog.DiscardHandler))
-	inc, healthy, err := b.Diagnose(ctx, "", "", "solo")
-	if err != nil || !healthy || inc.Namespace != "od-a" {
+	b, err := New(cs, diagnose.NewDiagnoser(nil), nil, WithCluster("od"), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc, healthy, err := b.DiagnoseNow(ctx, "", "", "solo")
+	if err != nil || !healthy || inc.Key.Namespace != "od-a" {
 		t.Errorf("solo: %+v healthy=%v err=%v, want healthy in od-a", inc, healthy, err)
 	}
-	if _, _, err := b.Diagnose(ctx, "", "", "web"); err == nil || !strings.Contains(err.Error(), "several namespaces (od-a, od-b)") {
+	if _, _, err := b.DiagnoseNow(ctx, "", "", "web"); err == nil || !strings.Contains(err.Error(), "several namespaces (od-a, od-b)") {
 		t.Errorf("web: err = %v, want ambiguous naming od-a and od-b", err)
 	}
-	if _, _, err := b.Diagnose(ctx, "", "", "nope-xyz"); !errors.Is(err, watch.ErrWorkloadNotFound) {
+	if _, _, err := b.DiagnoseNow(ctx, "", "", "nope-xyz"); !errors.Is(err, ErrWorkloadNotFound) {
 		t.Errorf("unknown: err = %v, want ErrWorkloadNotFound", err)
 	}
-	if _, _, err := b.Diagnose(ctx, "od-b", "", "nope-xyz"); !errors.Is(err, watch.ErrWorkloadNotFound) {
+	if _, _, err := b.DiagnoseNow(ctx, "od-b", "", "nope-xyz"); !errors.Is(err, ErrWorkloadNotFound) {
 		t.Errorf("unknown in a namespace: err = %v, want ErrWorkloadNotFound", err)
 	}
 
-	scoped := newBridge(nil, nil, cs, diagnose.NewDiagnoser(nil), nil, Config{Cluster: "od", Namespaces: []string{"od-a", "od-b"}}, slog.New(slog.DiscardHandler))
-	if _, _, err := scoped.Diagnose(ctx, "od-c", "", "hidden"); err == nil || !strings.Contains(err.Error(), "outside what this bot watches") {
+	scoped, err := New(cs, diagnose.NewDiagnoser(nil), nil, WithCluster("od"), WithNamespaces("od-a", "od-b"), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := scoped.DiagnoseNow(ctx, "od-c", "", "hidden"); err == nil || !strings.Contains(err.Error(), "outside what this bot watches") {
 		t.Errorf("out of scope: err = %v", err)
 	}
-	if _, _, err := scoped.Diagnose(ctx, "", "", "hidden"); !errors.Is(err, watch.ErrWorkloadNotFound) {
+	if _, _, err := scoped.DiagnoseNow(ctx, "", "", "hidden"); !errors.Is(err, ErrWorkloadNotFound) {
 		t.Errorf("hidden from a scoped bot: err = %v, want not found in its namespaces", err)
 	}
 }
