@@ -32,8 +32,7 @@ func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error)
 	return b.app.Opened(ctx, toSlack(inc))
 }
 
-// Refined edits the posted message: the registry answered after the post,
-// or pull secrets were proven since.
+// Refined edits the message: the registry answered late, or secrets were proven.
 func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
 	if inc.NotifyRef == "" {
 		return nil
@@ -41,8 +40,7 @@ func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
 	return b.app.Refresh(ctx, toSlack(inc))
 }
 
-// Updated: every lifecycle change (fixing, dismissed, snoozed) starts with
-// a click, and the Slack app edits the message itself as it handles it.
+// Updated: each change starts with a click; the Slack app edits the message.
 func (b *bridge) Updated(context.Context, watch.Incident) error { return nil }
 
 // Resolved edits the message to its end; the watcher calls it only when no

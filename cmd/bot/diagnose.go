@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/watch"
@@ -50,26 +48,8 @@ func runDiagnose(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
 		return 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if incs == nil {
-			incs = []watch.Incident{}
-		}
-		if err := enc.Encode(incs); err != nil {
-			return 1
-		}
-		return 0
-	}
-	if len(incs) == 0 {
-		fmt.Fprintf(stdout, "✅ %s in %s: no container is failing to pull its image\n", wl, *ns)
-		return 0
-	}
-	for _, inc := range incs {
-		var b strings.Builder
-		k := inc.Key
-		console.WriteDiagnosis(&b, fmt.Sprintf("%s/%s %s, container %s, cluster %s", k.Namespace, k.Kind, k.Name, k.Container, k.Cluster), len(inc.Pods), *inc.Diagnosis)
-		io.WriteString(stdout, b.String())
+	if err := console.PrintDiagnoses(stdout, wl.String()+" in "+*ns, incs, *asJSON); err != nil {
+		return 1
 	}
 	return 0
 }

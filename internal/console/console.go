@@ -174,3 +174,27 @@ func IsTerminal(stream any) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// PrintDiagnoses writes one-shot diagnoses (`bot diagnose`): JSON (a list,
+// empty when healthy) or text for people, where names what was diagnosed.
+func PrintDiagnoses(w io.Writer, where string, incs []watch.Incident, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if incs == nil {
+			incs = []watch.Incident{}
+		}
+		return enc.Encode(incs)
+	}
+	if len(incs) == 0 {
+		_, err := fmt.Fprintf(w, "✅ %s: no container is failing to pull its image\n", where)
+		return err
+	}
+	var b strings.Builder
+	for _, inc := range incs {
+		k := inc.Key
+		WriteDiagnosis(&b, fmt.Sprintf("%s/%s %s, container %s, cluster %s", k.Namespace, k.Kind, k.Name, k.Container, k.Cluster), len(inc.Pods), *inc.Diagnosis)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -6,6 +6,7 @@ package ops
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,4 +75,18 @@ func AddPprof(extra map[string]http.Handler) {
 	extra["GET /debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
 	extra["GET /debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
 	extra["GET /debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+}
+
+// NewLogger returns the process logger: text on a terminal, JSON otherwise,
+// at the level of PULLFIX_LOG_LEVEL (debug, info, warn, error; default info).
+func NewLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
