@@ -856,3 +856,52 @@ func TestStatefulSetStuckPodsNotDeletedByDefault(t *testing.T) {
 		t.Errorf("db-0 was deleted without the opt-in: %v", err)
 	}
 }
+
+// TestFixThroughTheWatcher: a click's fix goes through the watcher, which
+// owns the incident: a candidate the diagnosis did not verify is refused
+// before anything is sent, the verified one is patched and followed to
+// ready, and the watcher then posts no "resolved" of its own — the fixer
+// reported it — while the incident closes.
+func TestFixThroughTheWatcher(t *testing.T) {
+	e := newCluster(t)
+	ctx := t.Context()
+	w := e.start(e.rec, WithPatcher(fix.NewPatcher(botClient(t, e), fix.WithRolloutDeadline(2*time.Minute)))).w
+	e.deployment("ui-new", badImage, 1)
+	var inc Incident
+	poll(t, 60*time.Second, "the incident notified with a candidate", func(context.Context) (bool, error) {
+		for _, o := range e.rec.openedFor("ui-new") {
+			got, _ := w.Incident(o.ID)
+			inc = got
+			return got.NotifyRef != "" && got.Diagnosis != nil && len(got.Diagnosis.Candidates) > 0, nil
+		}
+		return false, nil
+	})
+	cand := inc.Diagnosis.Candidates[0]
+	if cand.Image != goodImage {
+		t.Fatalf("candidate %+v, want %s", cand, goodImage)
+	}
+	if err := w.MarkFixing(ctx, inc.ID, "U0ALICE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.SetImage(ctx, inc.ID, "c-forged", approver); !fix.IsRefusal(err) {
+		t.Fatalf("SetImage of an unverified candidate: %v, want a refusal", err)
+	}
+	if d := e.getDeployment("ui-new"); writtenByBot(d) {
+		t.Fatal("an unverified candidate was written")
+	}
+	res, err := w.SetImage(ctx, inc.ID, cand.ID, approver)
+	if err != nil || res.NewImage != goodImage {
+		t.Fatalf("SetImage = %+v, %v", res, err)
+	}
+	st, d, err := w.FollowFix(ctx, inc.ID, nil)
+	if err != nil || !st.Ready || d != nil {
+		t.Fatalf("FollowFix = %+v, %v, %v; want ready", st, d, err)
+	}
+	poll(t, 60*time.Second, "the incident closed", func(context.Context) (bool, error) {
+		got, _ := w.Incident(inc.ID)
+		return got.State == StateResolved, nil
+	})
+	if _, resolved := e.rec.snapshot(); len(resolved) != 0 {
+		t.Errorf("the watcher posted resolved %+v after the fixer reported it", resolved)
+	}
+}

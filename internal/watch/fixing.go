@@ -68,8 +68,12 @@ func (w *Watcher) SetImage(ctx context.Context, id, candidateID, approver string
 	if image == "" {
 		return fix.FixResult{}, &fix.RefusedError{Reason: fmt.Sprintf("candidate %q is not one the diagnosis verified", candidateID)}
 	}
+	w.setFixInFlight(id, true)
 	res, err := w.patcher.SetImage(ctx, fix.FixRequest{Key: inc.Key, NewImage: image, Approver: approver})
 	w.metrics.Patched("image", fix.Outcome(err))
+	if err != nil {
+		w.setFixInFlight(id, false)
+	}
 	return res, err
 }
 
@@ -88,9 +92,23 @@ func (w *Watcher) AddPullSecret(ctx context.Context, id, secret, approver string
 	if !slices.Contains(proven, secret) {
 		return fix.FixResult{}, &fix.RefusedError{Reason: fmt.Sprintf("secret %q is not proven to hold working credentials for %s", secret, inc.Key.Image)}
 	}
+	w.setFixInFlight(id, true)
 	res, err := w.patcher.AddPullSecret(ctx, fix.PullSecretRequest{Key: inc.Key, Secret: secret, Approver: approver})
 	w.metrics.Patched("pull_secret", fix.Outcome(err))
+	if err != nil {
+		w.setFixInFlight(id, false)
+	}
 	return res, err
+}
+
+// setFixInFlight marks the incident's fix as being applied and followed
+// by the watcher (its outcome is the fixer's to report), or not.
+func (w *Watcher) setFixInFlight(id string, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ks, ok := w.ids[id]; ok {
+		w.incidents[ks].fixInFlight = on
+	}
 }
 
 // FollowFix follows the rollout of the incident's fix (fix.Patcher's

@@ -67,9 +67,11 @@ func (w *Watcher) Snooze(ctx context.Context, id string, until time.Time, by str
 // MarkFixing records that by's fix is being applied (before patching):
 // the guard against a double click. The check and the mark are one step
 // under the watcher's lock, so of two concurrent clicks exactly one goes
-// on; the other gets *FixInProgressError. While the fix is applied and
-// followed (until FollowFix or ClearFixing), the watcher posts no
-// "resolved" of its own: the fixer reports the outcome.
+// on; the other gets *FixInProgressError. Once the watcher applies the fix
+// (SetImage, AddPullSecret) and until FollowFix or ClearFixing ends it, the
+// watcher posts no "resolved" of its own: the fixer reports the outcome. A
+// fix applied elsewhere after MarkFixing is reported resolved by the
+// watcher, naming the approver.
 func (w *Watcher) MarkFixing(ctx context.Context, id, by string) error {
 	if isGroupID(id) {
 		return fmt.Errorf("%w: %q is a group; fix its incidents one by one", ErrUnknownIncident, id)
@@ -173,8 +175,9 @@ func (w *Watcher) change(ctx context.Context, id, op string, f func(*Incident) (
 		}
 		inc.Changed = now
 		e.Incident = inc
-		// A fix under way reports its own outcome (see MarkFixing).
-		e.fixInFlight = inc.State == StateFixing
+		if inc.State != StateFixing {
+			e.fixInFlight = false // the fix ended or was cleared
+		}
 		changed = append(changed, e.snapshot())
 	}
 	w.mu.Unlock()
