@@ -118,7 +118,7 @@ func (w *Watcher) ensureIncident(k Key, podKey string) (opened bool) {
 // addEntryLocked tracks inc as an active incident; a persisted state counts
 // as already reported.
 func (w *Watcher) addEntryLocked(inc Incident) *entry {
-	e := &entry{Incident: inc, pods: map[string]struct{}{}, reported: inc.State}
+	e := &entry{Incident: inc, pods: map[string]struct{}{}, reported: inc.State, secretsSearched: len(inc.ProvenSecrets) > 0}
 	ks := inc.Key.String()
 	w.incidents[ks] = e
 	w.ids[inc.ID] = ks

@@ -1,12 +1,25 @@
-// Package watch owns pullfix's side of Kubernetes: informers on pods that
-// cannot pull their images and on the kubelet's events, incident bookkeeping
-// (many pods, one incident), and the inputs diagnosis needs (pull
-// credentials, node platform, revision history).
+// Package watch is pullfix's controller: informers on pods that cannot
+// pull their images and on the kubelet's events, one incident per broken
+// (workload, container, image) however many pods share it, storm groups,
+// and the owner of every incident's state — its lifecycle, the one message
+// that says it is resolved, the double-click guard, the image a click may
+// deploy and the pull secrets proven for it. It declares what it needs of
+// the edges (Notifier, Diagnoser) and cmd/bot wires them.
 //
-// It follows kubernetes/sample-controller: handlers only enqueue keys, a
-// worker re-reads state from the informer caches on every sync, and every
-// sync is level-based, so a missed or repeated notification from the API
-// server changes nothing.
+// The rules it applies live in the packages named for them: incident (the
+// model, the lifecycle's transitions, the state ConfigMap), workload (the
+// table of workload kinds, owners, image sources, readiness), fix (the
+// patcher and the rollout follow-up), creds (pull secrets, ECR) and
+// leader (the Lease).
+//
+// It follows kubernetes/sample-controller: handlers only enqueue typed
+// items, a worker re-reads state from the informer caches on every sync,
+// and every sync is level-based, so a missed or repeated notification from
+// the API server changes nothing. Files: watcher.go (Run, leading),
+// options.go, queue.go (work items), informers.go, pods.go (pods to
+// incidents), diagnosis.go and refine.go (the diagnosis budget), lifecycle.go,
+// grouping.go (storms), fixing.go (a click's fix), secrets.go (proven pull
+// secrets), ondemand.go (/pullfix NAME).
 package watch
 
 import (

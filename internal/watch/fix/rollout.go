@@ -101,6 +101,10 @@ func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(Roll
 		return st, nil
 	}
 
+	// The informers and the deadline watcher are this call's: they stop
+	// when it returns (cancel runs first, then the wait).
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	dctx, cancel := context.WithTimeout(ctx, p.deadline)
 	defer cancel()
 	f, err := p.newFollower(lw, key.Container)
@@ -127,7 +131,7 @@ func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(Roll
 	)
 	syncStop := make(chan struct{})
 	stopSync := func(err error) { once.Do(func() { deniedErr = err; close(syncStop) }) }
-	go func() { <-dctx.Done(); stopSync(nil) }()
+	wg.Go(func() { <-dctx.Done(); stopSync(nil) })
 	var synced []cache.InformerSynced
 	for _, inf := range f.informers {
 		if _, err := inf.AddEventHandler(handler); err != nil {
@@ -142,7 +146,7 @@ func (p *Patcher) FollowRollout(ctx context.Context, key Key, progress func(Roll
 		}); err != nil {
 			return st, fmt.Errorf("follow %s: %w", key.Workload, err)
 		}
-		go inf.RunWithContext(dctx)
+		wg.Go(func() { inf.RunWithContext(dctx) })
 		synced = append(synced, inf.HasSynced)
 	}
 	if !cache.WaitForCacheSync(syncStop, synced...) {
