@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 
 	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/diagnose"
@@ -41,14 +40,17 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cfg, log := env.cfg, env.log
 	reg := prometheus.NewRegistry()
 	metrics := watch.NewMetrics(reg)
-	patcher := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
+	patcher, err := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: PULLFIX_ROLLOUT_DEADLINE: %v\n", err)
+		return 2
+	}
 	opts := []watch.Option{
 		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log), watch.WithMetrics(metrics),
 		watch.WithDiagnosisBudget(cfg.DiagnosisBudget), watch.WithPatcher(patcher),
 		// Diagnoses wait on registries (a black hole holds one for the whole
-		// probe timeout) and posts wait on Slack's per-channel pace: with
-		// watch's default of 4 workers, a storm queues behind a few slow
-		// ones (hack/bench). Workers are goroutines; 16 cost nothing.
+		// probe timeout), posts on Slack's pace: with the default 4 workers a
+		// storm queues behind a few slow ones (hack/bench); 16 cost nothing.
 		watch.WithWorkers(16),
 	}
 	if cfg.PodNamespace != "" {
@@ -57,8 +59,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cfg.LeaderElection {
 		opts = append(opts, watch.WithLeaderElection(leader.Config{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	// The watcher reports to the bridge, which needs the watcher: it is
-	// filled in once both exist (before Run, so before any call).
+	// b.w is set once the watcher exists, before Run (so before any call).
 	b := &bridge{cluster: cfg.Cluster, log: log}
 	var notifier watch.Notifier = b
 	extra := map[string]http.Handler{}
@@ -117,8 +118,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return 0
 }
 
-// newSlackApp connects to Slack (checking the bot token with auth.test, so
-// a bad token is a clear start-up error) and builds the app around b.
+// newSlackApp connects to Slack and builds the app around b.
 func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m slackapp.Metrics) (*slackapp.App, error) {
 	api, err := slackapp.Dial(ctx, cfg.BotToken, cfg.AppToken, cfg.SlackAPIURL, log)
 	if err != nil {
@@ -158,11 +158,6 @@ func setup(stderr io.Writer) (runEnv, int) {
 		return runEnv{}, 2
 	}
 	log := ops.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	// client-go reports through klog (leader election, a reflector's
-	// forbidden or failed watch): send that through the same logger, so
-	// the log is one format (JSON lines for collectors) and RBAC denials
-	// are not lost on a side channel.
-	klog.SetSlogLogger(log)
 	cs, where, err := kubeclient.New(cfg.Kubeconfig, "pullfix/"+version)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)

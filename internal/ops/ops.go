@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/klog/v2"
 )
 
 // Serve serves /healthz, /readyz and /metrics on addr until ctx ends.
@@ -77,16 +78,23 @@ func AddPprof(extra map[string]http.Handler) {
 	extra["GET /debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 }
 
-// NewLogger returns the process logger: text on a terminal, JSON otherwise,
-// at the level of PULLFIX_LOG_LEVEL (debug, info, warn, error; default info).
+// NewLogger returns the process logger — text, or JSON lines when format
+// is "json" (PULLFIX_LOG_FORMAT), at level (PULLFIX_LOG_LEVEL: debug, info,
+// warn, error; default info) — and routes client-go's klog through it.
 func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		lv = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	log := slog.New(slog.NewTextHandler(w, opts))
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		log = slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	// client-go reports through klog (leader election, a reflector's
+	// forbidden or failed watch): send that through the same logger, so
+	// the log is one format (JSON lines for collectors) and RBAC denials
+	// are not lost on a side channel.
+	klog.SetSlogLogger(log)
+	return log
 }

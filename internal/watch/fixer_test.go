@@ -140,7 +140,7 @@ func (e *env) getDeployment(name string) *appsv1.Deployment {
 func TestFixRunbook(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := fix.NewPatcher(botClient(t, e), fix.WithRolloutDeadline(2*time.Minute))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(2*time.Minute))
 	e.deployment("ui-new", badImage, 1)
 	key := waitIncident(t, e, Workload{Kind: "Deployment", Name: "ui-new"})
 	if key.Image != badImage || key.Container != "ui" {
@@ -235,7 +235,7 @@ func TestPatchRefusesStaleImage(t *testing.T) {
 		e.deployment("before", badImage, 1)
 		e.setImage("before", other)
 		gen := e.getDeployment("before").Generation
-		_, err := fix.NewPatcher(bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver})
+		_, err := newPatcher(t, bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver})
 		var se *fix.StaleError
 		if !errors.As(err, &se) || se.Container != "ui" || se.Want != badImage || se.Got != other || !errors.Is(err, fix.ErrConflict) {
 			t.Fatalf("err = %v, want *fix.StaleError{ui, %s, %s}", err, badImage, other)
@@ -247,7 +247,7 @@ func TestPatchRefusesStaleImage(t *testing.T) {
 
 	t.Run("changed between dry run and patch", func(t *testing.T) {
 		e.deployment("during", badImage, 1)
-		p := fix.NewPatcher(bot)
+		p := newPatcher(t, bot)
 		p.BeforePatch(func() { e.setImage("during", other) })
 		k := key
 		k.Name = "during"
@@ -296,7 +296,7 @@ func TestSecondPatchDoesNothing(t *testing.T) {
 	t.Run("after", func(t *testing.T) {
 		e.deployment("twice", badImage, 1)
 		gen := e.getDeployment("twice").Generation
-		p := fix.NewPatcher(bot)
+		p := newPatcher(t, bot)
 		req := fix.FixRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "twice"}, Container: "ui", Image: badImage}, NewImage: goodImage, Approver: approver}
 		if _, err := p.SetImage(ctx, req); err != nil {
 			t.Fatal(err)
@@ -321,7 +321,7 @@ func TestSecondPatchDoesNothing(t *testing.T) {
 		gen := e.getDeployment("race").Generation
 		// Both clicks pass the re-read and the dry run before either
 		// patches: only the test operation can keep the second out.
-		p := fix.NewPatcher(bot)
+		p := newPatcher(t, bot)
 		b := newBarrier(2)
 		p.BeforePatch(b.wait)
 		req := fix.FixRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "race"}, Container: "ui", Image: badImage}, NewImage: goodImage, Approver: approver}
@@ -411,7 +411,7 @@ func TestDryRunCatchesInvalidChange(t *testing.T) {
 	before := e.getDeployment("ui-new")
 
 	key := Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "ui-new"}, Container: "ui", Image: badImage}
-	_, err := fix.NewPatcher(bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: latest, Approver: approver})
+	_, err := newPatcher(t, bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: latest, Approver: approver})
 	var dre *fix.DryRunError
 	if !errors.As(err, &dre) || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "nothing was written") {
 		t.Fatalf("err = %v, want *fix.DryRunError with the policy's message", err)
@@ -425,7 +425,7 @@ func TestDryRunCatchesInvalidChange(t *testing.T) {
 		t.Errorf("%d events for a change that did not happen", len(evs))
 	}
 	// A pinned image passes the same policy.
-	if _, err := fix.NewPatcher(bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver}); err != nil {
+	if _, err := newPatcher(t, bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver}); err != nil {
 		t.Errorf("pinned image: %v", err)
 	}
 }
@@ -435,7 +435,7 @@ func TestDryRunCatchesInvalidChange(t *testing.T) {
 func TestSetImageRefusals(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := fix.NewPatcher(botClient(t, e))
+	p := newPatcher(t, botClient(t, e))
 	e.deployment("ui-new", badImage, 1)
 	jobTpl := podTemplate("batch", badImage)
 	jobTpl.Spec.RestartPolicy = corev1.RestartPolicyNever
@@ -486,7 +486,7 @@ func TestSetImageRefusals(t *testing.T) {
 func TestSetImageWorkloadKinds(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := fix.NewPatcher(botClient(t, e), fix.WithRolloutDeadline(90*time.Second), fix.WithDeleteStuckStatefulSetPods(true))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(90*time.Second), fix.WithDeleteStuckStatefulSetPods(true))
 	sel := func(app string) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
 	}
@@ -625,7 +625,7 @@ func TestSetImageWorkloadKinds(t *testing.T) {
 func TestFollowRolloutDeadline(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := fix.NewPatcher(botClient(t, e), fix.WithRolloutDeadline(8*time.Second))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(8*time.Second))
 	e.deployment("ui-new", badImage, 2)
 	key := waitIncident(t, e, Workload{Kind: "Deployment", Name: "ui-new"})
 	still := "public.ecr.aws/aws-containers/retail-store-sample-ui:9.9.9"
@@ -664,7 +664,7 @@ func TestFollowRolloutForbidden(t *testing.T) {
 	})
 	e.deployment("ui-new", goodImage, 1)
 	began := time.Now()
-	_, err := fix.NewPatcher(cs, fix.WithRolloutDeadline(time.Minute)).FollowRollout(t.Context(),
+	_, err := newPatcher(t, cs, fix.WithRolloutDeadline(time.Minute)).FollowRollout(t.Context(),
 		Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "ui-new"}, Container: "ui", Image: badImage}, nil)
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not list and watch") || time.Since(began) > 45*time.Second {
 		t.Errorf("err = %v after %s, want a prompt forbidden error", err, time.Since(began))
@@ -679,7 +679,7 @@ func TestAddPullSecretFor401(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	bot := botClient(t, e)
-	p := fix.NewPatcher(bot, fix.WithRolloutDeadline(90*time.Second))
+	p := newPatcher(t, bot, fix.WithRolloutDeadline(90*time.Second))
 	reg := registries.New(t, registries.WithBearerAuth(registries.BearerAuth{
 		Users: map[string]string{"ci": "s3cret", "team": "t3am"}, RequireLogin: true,
 	}))
@@ -798,7 +798,7 @@ func TestAddPullSecretFor401(t *testing.T) {
 func TestAddPullSecretCreatesList(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := fix.NewPatcher(botClient(t, e))
+	p := newPatcher(t, botClient(t, e))
 	if _, err := e.cs.CoreV1().Secrets(e.ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"registry.example.com":{"auth":"dTpw"}}}`)},
@@ -845,7 +845,7 @@ func TestStatefulSetStuckPodsNotDeletedByDefault(t *testing.T) {
 	}
 	poll(t, 60*time.Second, "db-0 failing", func(context.Context) (bool, error) { return len(e.w.Incidents()) == 1, nil })
 	key := e.w.Incidents()[0].Key
-	res, err := fix.NewPatcher(botClient(t, e)).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: "@alice"})
+	res, err := newPatcher(t, botClient(t, e)).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: "@alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -865,7 +865,7 @@ func TestStatefulSetStuckPodsNotDeletedByDefault(t *testing.T) {
 func TestFixThroughTheWatcher(t *testing.T) {
 	e := newCluster(t)
 	ctx := t.Context()
-	w := e.start(e.rec, WithPatcher(fix.NewPatcher(botClient(t, e), fix.WithRolloutDeadline(2*time.Minute)))).w
+	w := e.start(e.rec, WithPatcher(newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(2*time.Minute)))).w
 	e.deployment("ui-new", badImage, 1)
 	var inc Incident
 	poll(t, 60*time.Second, "the incident notified with a candidate", func(context.Context) (bool, error) {
@@ -904,4 +904,14 @@ func TestFixThroughTheWatcher(t *testing.T) {
 	if _, resolved := e.rec.snapshot(); len(resolved) != 0 {
 		t.Errorf("the watcher posted resolved %+v after the fixer reported it", resolved)
 	}
+}
+
+// newPatcher is fix.NewPatcher for tests: options are the tests' own.
+func newPatcher(t *testing.T, cs kubernetes.Interface, opts ...fix.PatcherOption) *fix.Patcher {
+	t.Helper()
+	p, err := fix.NewPatcher(cs, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -45,7 +45,7 @@ func (e *env) volumeDeployment(name, ref string, replicas int32) *appsv1.Deploym
 func TestImageVolumeTypo(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := fix.NewPatcher(botClient(t, e), fix.WithRolloutDeadline(2*time.Minute))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(2*time.Minute))
 	e.volumeDeployment("assets", badImage, 2)
 	wl := Workload{Kind: "Deployment", Name: "assets"}
 	want := Key{Cluster: "test", Namespace: e.ns, Workload: wl, Container: "volume:models", Image: badImage}
@@ -83,7 +83,7 @@ func TestImageVolumeTypo(t *testing.T) {
 	e.volumeDeployment("race", badImage, 1)
 	race := want
 	race.Name = "race"
-	pr := fix.NewPatcher(botClient2(t, e))
+	pr := newPatcher(t, botClient2(t, e))
 	pr.BeforePatch(func() {
 		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/volumes/0/image/reference","value":%q}]`, other)
 		if _, err := e.cs.AppsV1().Deployments(e.ns).Patch(ctx, "race", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
@@ -204,7 +204,7 @@ func TestEphemeralContainerBadImage(t *testing.T) {
 	}
 
 	// No fix applies: each refusal is a *fix.NotPatchableError, before any request.
-	p := fix.NewPatcher(botClient(t, e))
+	p := newPatcher(t, botClient(t, e))
 	_, errSet := p.SetImage(ctx, fix.FixRequest{Key: want, NewImage: d.Candidates[0].Image, Approver: approver})
 	_, errSecret := p.AddPullSecret(ctx, fix.PullSecretRequest{Key: want, Secret: "regcred", Approver: approver})
 	_, errFollow := p.FollowRollout(ctx, want, nil)

@@ -187,7 +187,7 @@ func asNotPatchable(err error, target **fix.NotPatchableError) bool {
 // workload) and a bare Pod's image volume (a pod's volumes are immutable)
 // are refused before any request (the fix.Patcher here has no client at all).
 func TestPatcherRefusesUnpatchableSources(t *testing.T) {
-	p := fix.NewPatcher(nil)
+	p := newPatcher(t, nil)
 	for _, k := range []Key{
 		{Namespace: "ns", Workload: Workload{Kind: "Pod", Name: "web-1"}, Container: "ephemeral:debugger", Image: badImage},
 		{Namespace: "ns", Workload: Workload{Kind: "Pod", Name: "bare"}, Container: "volume:models", Image: badImage},

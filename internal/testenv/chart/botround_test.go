@@ -237,7 +237,10 @@ func TestChartBotRound(t *testing.T) {
 				t.Errorf("FindWorkingPullSecrets = %v, %v; want [regcred]", found, err)
 			}
 
-			p := fix.NewPatcher(in.asSA, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(2*time.Minute))
+			p, err := fix.NewPatcher(in.asSA, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(2*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
 			res, err := p.SetImage(ctx, fix.FixRequest{Key: inc.Key, NewImage: candidate, Approver: "@alice (U0AAA)"})
 			if err != nil {
 				t.Fatalf("SetImage as the chart's service account: %v", err)

@@ -53,7 +53,10 @@ type ecrToken struct {
 // ECROption configures an ECRKeychain.
 type ECROption func(*ECRKeychain)
 
-// WithECRTimeout bounds each resolution; default DefaultECRTimeout.
+// WithECRTimeout bounds each resolution; default DefaultECRTimeout. A
+// bound that is not positive is ignored (the default stands): the option
+// is the SDK-facing one of a provider that must never fail the probe it
+// serves.
 func WithECRTimeout(d time.Duration) ECROption {
 	return func(k *ECRKeychain) {
 		if d > 0 {

@@ -26,31 +26,36 @@ const (
 	probeParallel = 4
 )
 
-// FindOption configures FindWorkingPullSecrets.
-type FindOption func(*findOptions)
+// FindOption configures FindWorkingPullSecrets; one given a value it
+// cannot use makes it fail with an error naming it.
+type FindOption func(*findOptions) error
 
 type findOptions struct {
 	max int
 	log *slog.Logger
 }
 
-// WithMaxSecrets bounds how many candidate secrets are read and probed;
-// default 10. Secrets named by ServiceAccounts come first, then those most
-// used by pods.
+// WithMaxSecrets bounds how many candidate secrets are read and probed
+// (default DefaultMaxSecrets; at least 1). Secrets named by
+// ServiceAccounts come first, then those most used by pods.
 func WithMaxSecrets(n int) FindOption {
-	return func(o *findOptions) {
-		if n > 0 {
-			o.max = n
+	return func(o *findOptions) error {
+		if n < 1 {
+			return fmt.Errorf("creds: WithMaxSecrets(%d): at least 1", n)
 		}
+		o.max = n
+		return nil
 	}
 }
 
 // WithFindLogger sets the logger; default slog.Default().
 func WithFindLogger(l *slog.Logger) FindOption {
-	return func(o *findOptions) {
-		if l != nil {
-			o.log = l
+	return func(o *findOptions) error {
+		if l == nil {
+			return errors.New("creds: WithFindLogger: nil logger")
 		}
+		o.log = l
+		return nil
 	}
 }
 
@@ -67,7 +72,9 @@ func WithFindLogger(l *slog.Logger) FindOption {
 func FindWorkingPullSecrets(ctx context.Context, cs kubernetes.Interface, namespace, image string, platform diagnose.Platform, prober *diagnose.Prober, opts ...FindOption) ([]string, error) {
 	o := findOptions{max: DefaultMaxSecrets, log: slog.Default()}
 	for _, opt := range opts {
-		opt(&o)
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
 	if prober == nil {
 		return nil, errors.New("find pull secrets: no prober")

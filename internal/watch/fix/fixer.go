@@ -199,57 +199,69 @@ type Patcher struct {
 	beforePatch func()
 }
 
-// PatcherOption configures a Patcher.
-type PatcherOption func(*Patcher)
+// PatcherOption configures a Patcher. An option given a value it cannot
+// use makes NewPatcher fail with an error naming it.
+type PatcherOption func(*Patcher) error
 
 // WithPatcherLogger sets the logger; default slog.Default().
 func WithPatcherLogger(l *slog.Logger) PatcherOption {
-	return func(p *Patcher) {
-		if l != nil {
-			p.log = l
+	return func(p *Patcher) error {
+		if l == nil {
+			return errors.New("fix: WithPatcherLogger: nil logger")
 		}
+		p.log = l
+		return nil
 	}
 }
 
 // WithFieldManager sets the field manager recorded in managedFields;
-// default "pullfix", so `kubectl get -o yaml --show-managed-fields` names
-// the bot as the writer of the image.
+// default DefaultFieldManager ("pullfix"), so `kubectl get -o yaml
+// --show-managed-fields` names the bot as the writer of the image.
 func WithFieldManager(name string) PatcherOption {
-	return func(p *Patcher) {
-		if name != "" {
-			p.fieldManager = name
+	return func(p *Patcher) error {
+		if name == "" {
+			return errors.New("fix: WithFieldManager: empty name")
 		}
+		p.fieldManager = name
+		return nil
 	}
 }
 
-// WithRolloutDeadline bounds FollowRollout; default 5 minutes (kubelet
-// image-pull back-off reaches its 5-minute cap by then, so a rollout that is
-// not ready is genuinely stuck).
+// WithRolloutDeadline bounds FollowRollout; default DefaultRolloutDeadline
+// (5 minutes: kubelet image-pull back-off reaches its 5-minute cap by
+// then, so a rollout that is not ready is genuinely stuck). It must be
+// positive.
 func WithRolloutDeadline(d time.Duration) PatcherOption {
-	return func(p *Patcher) {
-		if d > 0 {
-			p.deadline = d
+	return func(p *Patcher) error {
+		if d <= 0 {
+			return fmt.Errorf("fix: WithRolloutDeadline(%s): must be positive", d)
 		}
+		p.deadline = d
+		return nil
 	}
 }
 
 // WithReportingComponent sets the Event source and reporting controller;
-// default "pullfix".
+// default DefaultReportingComponent ("pullfix").
 func WithReportingComponent(name string) PatcherOption {
-	return func(p *Patcher) {
-		if name != "" {
-			p.component = name
+	return func(p *Patcher) error {
+		if name == "" {
+			return errors.New("fix: WithReportingComponent: empty name")
 		}
+		p.component = name
+		return nil
 	}
 }
 
 // WithReportingInstance sets the Event's reporting instance; default the
 // host name (the pod name in a cluster), so events say which replica acted.
 func WithReportingInstance(name string) PatcherOption {
-	return func(p *Patcher) {
-		if name != "" {
-			p.instance = name
+	return func(p *Patcher) error {
+		if name == "" {
+			return errors.New("fix: WithReportingInstance: empty name")
 		}
+		p.instance = name
+		return nil
 	}
 }
 
@@ -259,7 +271,7 @@ func WithReportingInstance(name string) PatcherOption {
 // bot's RBAC grants no delete, and the fix result says which pods to delete
 // by hand. Turning it on needs `delete` on pods.
 func WithDeleteStuckStatefulSetPods(on bool) PatcherOption {
-	return func(p *Patcher) { p.deleteStuck = on }
+	return func(p *Patcher) error { p.deleteStuck = on; return nil }
 }
 
 // BeforePatch sets a function run between the dry run and the real patch;
@@ -267,20 +279,23 @@ func WithDeleteStuckStatefulSetPods(on bool) PatcherOption {
 func (p *Patcher) BeforePatch(f func()) { p.beforePatch = f }
 
 // NewPatcher returns a Patcher acting through cs, which should carry the
-// bot's own RBAC-scoped identity.
-func NewPatcher(cs kubernetes.Interface, opts ...PatcherOption) *Patcher {
+// bot's own RBAC-scoped identity; it fails when an option's value is
+// unusable.
+func NewPatcher(cs kubernetes.Interface, opts ...PatcherOption) (*Patcher, error) {
 	p := &Patcher{
 		cs: cs, log: slog.Default(), fieldManager: DefaultFieldManager, deadline: DefaultRolloutDeadline,
 		component: DefaultReportingComponent, now: time.Now,
 	}
 	p.instance, _ = os.Hostname()
 	for _, o := range opts {
-		o(p)
+		if err := o(p); err != nil {
+			return nil, err
+		}
 	}
 	if p.instance == "" {
 		p.instance = p.component
 	}
-	return p
+	return p, nil
 }
 
 // liveWorkload is a workload as just read, with where its pod spec lives.

@@ -3,6 +3,7 @@ package fix
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +27,25 @@ func TestOutcome(t *testing.T) {
 		if got := Outcome(c.err); got != c.want {
 			t.Errorf("Outcome(%v) = %s, want %s", c.err, got, c.want)
 		}
+	}
+}
+
+// TestPatcherOptionsValidate: an unusable option value is an error from
+// NewPatcher naming it, not a silent default.
+func TestPatcherOptionsValidate(t *testing.T) {
+	for name, opt := range map[string]PatcherOption{
+		"WithRolloutDeadline":    WithRolloutDeadline(0),
+		"WithPatcherLogger":      WithPatcherLogger(nil),
+		"WithFieldManager":       WithFieldManager(""),
+		"WithReportingComponent": WithReportingComponent(""),
+		"WithReportingInstance":  WithReportingInstance(""),
+	} {
+		if p, err := NewPatcher(nil, opt); err == nil || p != nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: NewPatcher = %v, %v; want an error naming it", name, p, err)
+		}
+	}
+	p, err := NewPatcher(nil)
+	if err != nil || p.deadline != DefaultRolloutDeadline || p.fieldManager != DefaultFieldManager || p.component != DefaultReportingComponent {
+		t.Errorf("defaults: %+v, %v", p, err)
 	}
 }
