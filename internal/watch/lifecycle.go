@@ -108,14 +108,13 @@ func (w *Watcher) Recheck(ctx context.Context, id string) (Incident, error) {
 	// The person asked and waits for the answer: look for working pull
 	// secrets again now.
 	proven, searched := w.searchSecrets(ctx, inc)
+	// What was proven for the old diagnosis is not carried over.
 	w.mu.Lock()
 	if e := w.incidents[ks]; e != nil {
 		e.Diagnosis = &d
-		if searched {
-			e.ProvenSecrets, e.secretsSearched = proven, true
-		}
+		e.ProvenSecrets, e.secretsSearched = proven, searched
 		inc = e.snapshot()
-	} else if searched {
+	} else {
 		inc.ProvenSecrets = proven
 	}
 	w.mu.Unlock()
