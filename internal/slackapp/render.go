@@ -508,9 +508,18 @@ func keyWords(s string, n int) string {
 	return "…" + tail
 }
 
-// registryOf is the registry host of an image reference, in diagnose's
-// one normalisation ("docker.io" for Docker Hub), "" for an empty one.
-func registryOf(image string) string { return diagnose.RegistryHost(image) }
+// registryOf is the registry host of an image reference ("docker.io"
+// when the reference names none), "" for an empty one.
+func registryOf(image string) string {
+	if image == "" {
+		return ""
+	}
+	first, _, ok := strings.Cut(image, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return first
+	}
+	return "docker.io"
+}
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
