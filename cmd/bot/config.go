@@ -42,7 +42,7 @@ type Config struct {
 	RolloutDeadline   time.Duration `envconfig:"ROLLOUT_DEADLINE" default:"5m" desc:"how long a fix's rollout is followed before the message says what still fails"`
 	PullSecretProbing bool          `envconfig:"PULL_SECRET_PROBING" default:"true" desc:"look for Secrets in the namespace that hold working pull credentials (needs get on secrets)"`
 
-	// GitOps and RBAC-bound approvals (issue #17; gitops.go).
+	// GitOps and RBAC-bound approvals (issue #17: internal/gitops, internal/approval).
 	SlackRBACMapping     string `envconfig:"SLACK_RBAC_MAPPING" desc:"bind approvers to Kubernetes RBAC: SLACK_USER=K8S_USER[|GROUP…],…, '*={email}[|GROUP…]' maps the rest by Slack e-mail; a SubjectAccessReview checks each fix (unset: off)"`
 	GitOpsTemporaryPatch bool   `envconfig:"GITOPS_TEMPORARY_PATCH" default:"false" desc:"offer a temporary live patch (marked temporary) for a GitOps-owned workload; with Argo CD only when self-heal is off"`
 	ArgoCDNamespace      string `envconfig:"ARGOCD_NAMESPACE" default:"argocd" desc:"where Argo CD Applications live when the tracking annotation names no namespace"`

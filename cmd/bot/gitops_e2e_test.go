@@ -24,7 +24,7 @@ import (
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
-	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
 // gitopsWorld is the runbook's registry (simulated kubelet) with extra
@@ -151,12 +151,12 @@ func (e *e2e) forgeDefaultClick(t *testing.T, user string, root slackemu.Message
 func (e *e2e) unchanged(t *testing.T, before *appsv1.Deployment) {
 	t.Helper()
 	after := e.deployment(t, before.Name)
-	if after.Generation != before.Generation || after.Spec.Template.Spec.Containers[0].Image != badImage || after.Annotations[watch.ChangeCauseAnnotation] != "" {
+	if after.Generation != before.Generation || after.Spec.Template.Spec.Containers[0].Image != badImage || after.Annotations[fix.ChangeCauseAnnotation] != "" {
 		t.Errorf("%s changed: generation %d → %d, image %q, change-cause %q", before.Name,
-			before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image, after.Annotations[watch.ChangeCauseAnnotation])
+			before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image, after.Annotations[fix.ChangeCauseAnnotation])
 	}
 	for _, ev := range e.events(t, before.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			t.Errorf("an ImageUpdated Event was recorded on %s: %q", before.Name, ev.Message)
 		}
 	}
@@ -351,7 +351,7 @@ func TestApproverWithoutRBACCannotPatch(t *testing.T) {
 	e.click(t, approverID, root, set)
 	e.waitReady(t, "ui-new", goodImage)
 	d := e.deployment(t, "ui-new")
-	cause := d.Annotations[watch.ChangeCauseAnnotation]
+	cause := d.Annotations[fix.ChangeCauseAnnotation]
 	for _, w := range []string{"<@" + approverID + ">", `kubernetes user "alice@example.com" (groups team-a)`, goodImage} {
 		if !strings.Contains(cause, w) {
 			t.Errorf("change-cause %q does not name %q", cause, w)
@@ -359,7 +359,7 @@ func TestApproverWithoutRBACCannotPatch(t *testing.T) {
 	}
 	var audit []string
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			audit = append(audit, ev.Message)
 		}
 	}
@@ -392,7 +392,7 @@ func TestGitOpsTemporaryPatchIsMarked(t *testing.T) {
 
 	e.click(t, approverID, root, temp)
 	e.waitReady(t, "ui-flux", goodImage)
-	cause := e.deployment(t, "ui-flux").Annotations[watch.ChangeCauseAnnotation]
+	cause := e.deployment(t, "ui-flux").Annotations[fix.ChangeCauseAnnotation]
 	if !strings.Contains(cause, "TEMPORARY live patch") || !strings.Contains(cause, "Git still names the old image") || !strings.Contains(cause, approverID) {
 		t.Errorf("change-cause %q does not mark the patch temporary and name the approver", cause)
 	}

@@ -25,7 +25,19 @@ import (
 	"github.com/pullfix/pullfix/internal/gitops"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
+
+// newGuards builds the GitOps guard and the RBAC binding as runWatch does.
+func newGuards(cfg Config, cs kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) (*gitops.Guard, *approval.Binding, error) {
+	rbac, err := approval.NewBinding(cs, cfg.SlackRBACMapping)
+	return gitops.NewGuard(cs, dyn, gitops.GuardConfig{AllowTemporary: cfg.GitOpsTemporaryPatch, ArgoNamespace: cfg.ArgoCDNamespace}, log), rbac, err
+}
+
+// writeGuards are the patcher options runWatch gives.
+func writeGuards(g *gitops.Guard, rbac *approval.Binding) []fix.PatcherOption {
+	return append([]fix.PatcherOption{g.PatcherOption()}, rbac.PatcherOptions()...)
+}
 
 // guardWorld is a namespace on the real control plane with an admin client.
 func guardWorld(t *testing.T, prefix string) (kubernetes.Interface, dynamic.Interface, string) {
@@ -131,25 +143,28 @@ func TestPatcherGuardsGitOpsWrites(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := plainDeployment(t, admin, ns, tc.name, tc.labels, tc.ann)
-			g, err := newFixGuard(Config{GitOpsTemporaryPatch: tc.allowTemp, ArgoCDNamespace: argoNS}, admin, dyn, slog.New(slog.DiscardHandler))
+			g, rbac, err := newGuards(Config{GitOpsTemporaryPatch: tc.allowTemp, ArgoCDNamespace: argoNS}, admin, dyn, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tc.owner != "" {
-				o, ok := g.policy.Resolver.Owner(t.Context(), before)
+				o, ok := g.Policy().Resolver.Owner(t.Context(), before)
 				if !ok || o.Summary() != tc.owner {
 					t.Errorf("owner %q (%v), want %q", o.Summary(), ok, tc.owner)
 				}
 			}
-			p := watch.NewPatcher(admin, g.patcherOptions()...)
-			_, err = p.SetImage(t.Context(), watch.FixRequest{Key: fixKey(ns, tc.name), NewImage: goodImage, Approver: "<@U0ALICE01> (Slack)", Temporary: tc.temporary})
+			p, err := fix.NewPatcher(admin, writeGuards(g, rbac)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.SetImage(t.Context(), fix.FixRequest{Key: fixKey(ns, tc.name), NewImage: goodImage, Approver: "<@U0ALICE01> (Slack)", Temporary: tc.temporary})
 			after, gerr := admin.AppsV1().Deployments(ns).Get(t.Context(), tc.name, metav1.GetOptions{})
 			if gerr != nil {
 				t.Fatal(gerr)
 			}
-			img, cause := after.Spec.Template.Spec.Containers[0].Image, after.Annotations[watch.ChangeCauseAnnotation]
+			img, cause := after.Spec.Template.Spec.Containers[0].Image, after.Annotations[fix.ChangeCauseAnnotation]
 			if !tc.applied {
-				var refused *watch.WriteRefusedError
+				var refused *fix.WriteRefusedError
 				var owned *gitops.OwnedError
 				if !errors.As(err, &refused) || !errors.As(err, &owned) || !strings.Contains(err.Error(), tc.refusal) {
 					t.Fatalf("SetImage: %v; want a refusal saying %q", err, tc.refusal)
@@ -194,11 +209,14 @@ func TestPatcherGuardsApproverRBAC(t *testing.T) {
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "patch", Group: "apps", Resource: "deployments", Name: "x"}}}, metav1.CreateOptions{})
 		return err == nil && r.Status.Allowed, nil
 	})
-	g, err := newFixGuard(Config{SlackRBACMapping: "U0ALICE01=alice|shop-deployers,U0BOB0001=bob"}, admin, dyn, slog.New(slog.DiscardHandler))
+	g, rbac, err := newGuards(Config{SlackRBACMapping: "U0ALICE01=alice|shop-deployers,U0BOB0001=bob"}, admin, dyn, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := watch.NewPatcher(admin, g.patcherOptions()...)
+	p, err := fix.NewPatcher(admin, writeGuards(g, rbac)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name    string
@@ -214,18 +232,18 @@ func TestPatcherGuardsApproverRBAC(t *testing.T) {
 			before := plainDeployment(t, admin, ns, tc.name, nil, nil)
 			ctx, who := t.Context(), "<@U0NOBODY> (Slack)"
 			if tc.user != "" {
-				ctx, who, err = g.actAs(ctx, tc.user)
+				ctx, who, err = rbac.ActAs(ctx, tc.user)
 				if err != nil {
 					t.Fatal(err)
 				}
 			}
-			_, err := p.SetImage(ctx, watch.FixRequest{Key: fixKey(ns, tc.name), NewImage: goodImage, Approver: who})
+			_, err := p.SetImage(ctx, fix.FixRequest{Key: fixKey(ns, tc.name), NewImage: goodImage, Approver: who})
 			after, _ := admin.AppsV1().Deployments(ns).Get(t.Context(), tc.name, metav1.GetOptions{})
 			if !tc.applied {
 				if err == nil || !strings.Contains(err.Error(), tc.refusal) {
 					t.Fatalf("SetImage: %v; want a refusal saying %q", err, tc.refusal)
 				}
-				if after.Generation != before.Generation || after.Annotations[watch.ChangeCauseAnnotation] != "" {
+				if after.Generation != before.Generation || after.Annotations[fix.ChangeCauseAnnotation] != "" {
 					t.Errorf("refused, yet written: generation %d → %d", before.Generation, after.Generation)
 				}
 				var denied *approval.Denied
@@ -237,7 +255,7 @@ func TestPatcherGuardsApproverRBAC(t *testing.T) {
 			if err != nil {
 				t.Fatalf("SetImage: %v", err)
 			}
-			if c := after.Annotations[watch.ChangeCauseAnnotation]; !strings.Contains(c, `as kubernetes user "alice" (groups shop-deployers)`) {
+			if c := after.Annotations[fix.ChangeCauseAnnotation]; !strings.Contains(c, `as kubernetes user "alice" (groups shop-deployers)`) {
 				t.Errorf("change-cause %q does not name alice's Kubernetes identity", c)
 			}
 		})

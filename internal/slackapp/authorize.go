@@ -7,7 +7,7 @@ import (
 )
 
 // FixAuthorizer decides, before anything is marked, edited or patched,
-// whether user may apply this fix to this incident — for example whether
+// whether user may fix the incident's workload (kind, namespace, name) — for example whether
 // the Kubernetes identity the Slack user maps to may patch the workload
 // (a SubjectAccessReview), or whether a GitOps controller owns it. A
 // refusal is answered to the clicker alone (ephemeral), with its reason,
@@ -15,7 +15,7 @@ import (
 // The Fixer's own checks still run at write time; this one only keeps a
 // refused click private.
 type FixAuthorizer interface {
-	AuthorizeFix(ctx context.Context, inc Incident, action Action, arg, user string) error
+	AuthorizeFix(ctx context.Context, user, kind, namespace, name string) error
 }
 
 // TemporaryFixer applies a temporary live patch of a GitOps-owned
@@ -46,7 +46,7 @@ func (a *App) authorizeFix(ctx context.Context, c click) bool {
 	if a.deps.Authorizer == nil {
 		return true
 	}
-	err := a.deps.Authorizer.AuthorizeFix(ctx, c.inc, c.value.Action, c.value.Arg, c.user)
+	err := a.deps.Authorizer.AuthorizeFix(ctx, c.user, c.inc.Kind, c.inc.Namespace, c.inc.Name)
 	if err == nil {
 		return true
 	}
