@@ -40,6 +40,9 @@ type bridge struct {
 	secrets bool     // pull-secret probing on
 	log     *slog.Logger
 	metrics *watch.Metrics // nil records nothing
+	// admission: the webhook is on, so a new incident may have a
+	// heads-up (an Event) to thread.
+	admission bool
 
 	mu sync.Mutex
 	// proven caches, per incident, the pull secrets shown to work.
@@ -68,6 +71,7 @@ func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error)
 	ref, err := b.app.Opened(ctx, b.toSlack(ctx, inc))
 	if err == nil {
 		b.findSecretsLater(ctx, inc, ref)
+		go b.threadHeadsUp(context.WithoutCancel(ctx), inc, ref)
 	}
 	return ref, err
 }

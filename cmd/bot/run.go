@@ -97,6 +97,17 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	w := watch.New(env.cs, env.diag, notifier, opts...)
 	if b != nil {
 		b.w = w
+		b.admission = cfg.Admission
+	}
+	if cfg.Admission {
+		var app *slackapp.App
+		if b != nil {
+			app = b.app
+		}
+		if err := startAdmission(ctx, env, reg, app, log); err != nil {
+			fmt.Fprintf(stderr, "bot: admission webhook: %v\n", err)
+			return 1
+		}
 	}
 	addr, err := serveOps(ctx, cfg.ListenAddr, reg, probes{ready: w.HasSynced}, extra, log)
 	if err != nil {
