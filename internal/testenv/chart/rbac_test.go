@@ -40,9 +40,9 @@ type install struct {
 	// webhook and caSecret: the admission webhook's configuration and CA
 	// Secret (admission.enabled), "" when off.
 	webhook, caSecret string
-	admin       kubernetes.Interface
-	saCfg       *rest.Config
-	asSA        kubernetes.Interface
+	admin             kubernetes.Interface
+	saCfg             *rest.Config
+	asSA              kubernetes.Interface
 }
 
 // installChart renders the chart with values, creates the namespaces it
