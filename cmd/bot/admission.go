@@ -95,13 +95,28 @@ func (b *bridge) threadHeadsUp(ctx context.Context, inc watch.Incident, ref stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rec, ok, err := admission.FindHeadsUp(ctx, b.cs, inc.Key.Namespace, inc.Key.Kind, inc.Key.Name, inc.Key.Image)
-	if err != nil {
-		b.log.Debug("admission heads-up lookup failed", "incident", inc.ID, "err", err)
-		return
-	}
-	if !ok {
-		return
+	// The heads-up is recorded right after its Slack post, off the
+	// review's clock; pods that fail at once can open the incident first.
+	// Look a few times over a few seconds before concluding there was none.
+	var rec admission.Recorded
+	for i, wait := range []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second} {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		r, ok, err := admission.FindHeadsUp(ctx, b.cs, inc.Key.Namespace, inc.Key.Kind, inc.Key.Name, inc.Key.Image)
+		if err != nil {
+			b.log.Debug("admission heads-up lookup failed", "incident", inc.ID, "err", err)
+			return
+		}
+		if ok {
+			rec = r
+			break
+		}
+		if i == 3 {
+			return
+		}
 	}
 	if err := b.app.Reply(ctx, ref, slackapp.KindReply, slackapp.RenderHeadsUpReply(rec.Text, rec.At)); err != nil {
 		b.log.Warn("admission heads-up not threaded", "incident", inc.ID, "err", err)

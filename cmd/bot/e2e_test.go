@@ -85,9 +85,10 @@ type e2e struct {
 	system  string // the release namespace: the bot's own (Lease, state)
 	ns      string // the watched namespace the workloads live in
 	emu     *slackemu.Emulator
-	sim     *kubeletsim.Simulator // the kubelet simulator, or nil on a real node
-	node    *node.Test            // the real node (containerd + kubelet), or nil
-	env     map[string]string     // PULLFIX_* as the chart sets them, plus the overrides
+	sim     *kubeletsim.Simulator        // the kubelet simulator, or nil on a real node
+	node    *node.Test                   // the real node (containerd + kubelet), or nil
+	env     map[string]string            // PULLFIX_* as the chart sets them, plus the overrides
+	objs    []*unstructured.Unstructured // what the chart rendered
 	logs    *logBuffer
 
 	mu sync.Mutex
@@ -112,6 +113,8 @@ type world struct {
 	// say how that node reaches each registry host of mirrors.
 	realNode bool
 	routes   map[string]node.Route
+	// values are more chart values (e.g. admission), over the defaults below.
+	values map[string]any
 }
 
 // newE2E renders the chart with Slack on, creates its ServiceAccount, RBAC
@@ -174,10 +177,12 @@ func newE2E(t *testing.T, w world) *e2e {
 		// The one Slack setting a real install never needs: where Slack is.
 		"extraEnv": []any{map[string]any{"name": "PULLFIX_SLACK_API_URL", "value": emu.APIURL()}},
 	}
+	maps.Copy(values, w.values)
 	objs, err := h.Render(ctx, release, e.system, values)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.objs = objs
 	var install []*unstructured.Unstructured
 	for _, o := range objs {
 		switch o.GetKind() {
