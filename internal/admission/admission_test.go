@@ -98,6 +98,7 @@ type envConfig struct {
 	deny         []string
 	timeout      int32 // the webhook's timeoutSeconds
 	namespaces   []string
+	mirrors      map[string]string // more registry hosts → loopback registries
 }
 
 // newEnv runs the webhook on 127.0.0.1 with the bot's own certificates
@@ -119,7 +120,11 @@ func newEnv(t *testing.T, c envConfig) *env {
 			t.Fatal(err)
 		}
 	}
-	prober, err := diagnose.NewProber(diagnose.WithMirrors(diagnose.Mirrors{registries.PublicECR: c.registryHost}), diagnose.WithTimeout(30*time.Second))
+	mirrors := diagnose.Mirrors{registries.PublicECR: c.registryHost}
+	for k, v := range c.mirrors {
+		mirrors[k] = v
+	}
+	prober, err := diagnose.NewProber(diagnose.WithMirrors(mirrors), diagnose.WithTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,6 +485,16 @@ func update(t *testing.T, e *env, deps typedapps.DeploymentInterface, name strin
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func newAdmin(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	controlplane.Require(t, cp)
+	cs, err := kubernetes.NewForConfig(cp.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
