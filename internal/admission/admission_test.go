@@ -469,6 +469,22 @@ func TestAdmissionNeverBlocksWhenRegistryHangs(t *testing.T) {
 	if n := e.metrics.Count(admission.ResultBudget); n != 1 {
 		t.Errorf("budget_exceeded reviews = %v, want 1", n)
 	}
+
+	// While it hangs, the next apply naming it is not held at all: the
+	// registry is not dialled again.
+	dialled := hole.Accepted()
+	if _, err := e.cs.AppsV1().Deployments("hang").Create(t.Context(), deployment("ui-new-2", badImage+"-2"), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+	if got := e.warn.take(); len(got) != 0 {
+		t.Errorf("warnings: %q", got)
+	}
+	if hole.Accepted() != dialled {
+		t.Errorf("the hanging registry was dialled again within %s", admission.SlowHostTTL)
+	}
+	if n := e.metrics.Count(admission.ResultSlowRegistry); n != 1 {
+		t.Errorf("slow_registry reviews = %v, want 1", n)
+	}
 }
 
 // update changes a Deployment, retrying on a conflict with the controller's

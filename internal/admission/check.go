@@ -65,6 +65,24 @@ type Checker struct {
 	mu       sync.Mutex
 	verdicts map[string]verdict
 	nodes    nodePlatforms
+	slow     map[string]time.Time // registry host → when it outlasted a budget
+}
+
+func (c *Checker) slowHost(host string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.slow[host]
+	if ok && time.Since(at) >= SlowHostTTL {
+		delete(c.slow, host)
+		return false
+	}
+	return ok
+}
+
+func (c *Checker) markSlow(host string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slow[host] = time.Now()
 }
 
 type verdict struct {
@@ -107,7 +125,7 @@ func NewChecker(c CheckerConfig) *Checker {
 		c.NodesTTL = 5 * time.Minute
 	}
 	return &Checker{cs: c.Client, prober: c.Prober, diag: c.Diagnoser, ecr: c.ECR, readSecrets: c.ReadSecrets,
-		log: c.Logger, ttl: c.CacheTTL, nodesTTL: c.NodesTTL, verdicts: map[string]verdict{}}
+		log: c.Logger, ttl: c.CacheTTL, nodesTTL: c.NodesTTL, verdicts: map[string]verdict{}, slow: map[string]time.Time{}}
 }
 
 // Outcome is the result of checking one workload's new images.
@@ -119,7 +137,15 @@ type Outcome struct {
 	// FromCache counts images answered from the cache, Asked those
 	// answered at the registry.
 	FromCache, Asked int
+	// Skipped counts images not checked because their registry outlasted
+	// a review's budget within the last SlowHostTTL.
+	Skipped int
 }
+
+// SlowHostTTL is how long a registry that outlasted a review's budget is
+// not asked again: while it hangs, applies that name it are answered at
+// once (allowed, no warning) instead of each waiting out the budget.
+const SlowHostTTL = time.Minute
 
 // Check checks images (the workload's changed ones) under ctx's deadline.
 // It returns when every image has an answer or when ctx ends, whichever is
@@ -133,6 +159,11 @@ func (c *Checker) Check(ctx context.Context, w *Workload, images []ImageUse, old
 	for _, u := range images {
 		if f := invalidReference(u); f != nil {
 			out.Findings = append(out.Findings, *f)
+			continue
+		}
+		if c.slowHost(displayHost(u.Image)) {
+			out.Skipped++
+			out.Complete = false
 			continue
 		}
 		pending = append(pending, u)
@@ -161,6 +192,8 @@ func (c *Checker) Check(ctx context.Context, w *Workload, images []ImageUse, old
 				f, complete := c.checkImage(ctx, w, u, OldImage(old, u.Container), kc, platforms)
 				if complete {
 					c.store(key, f)
+				} else if f == nil {
+					c.markSlow(displayHost(u.Image))
 				}
 				if complete || f != nil {
 					answers <- answer{i: i, f: f}

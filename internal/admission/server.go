@@ -132,6 +132,9 @@ const (
 	// ResultBudget: the budget ran out before an answer (a hanging
 	// registry): allowed, no warning for the images still unanswered.
 	ResultBudget = "budget_exceeded"
+	// ResultSlowRegistry: a registry that outlasted a review's budget
+	// within SlowHostTTL is not asked again: allowed at once, no warning.
+	ResultSlowRegistry = "slow_registry"
 	// ResultError: a review that could not be read: allowed.
 	ResultError = "error"
 )
@@ -154,7 +157,12 @@ func (h *Handler) Review(ctx context.Context, ar *admissionv1.AdmissionRequest) 
 	h.metrics.cached.Add(float64(out.FromCache))
 	h.metrics.asked.Add(float64(out.Asked))
 	result := ResultClean
-	if !out.Complete {
+	switch {
+	case out.Skipped > 0 && out.Asked+out.FromCache == 0 && ctx.Err() == nil:
+		result = ResultSlowRegistry
+		h.log.InfoContext(ctx, "admission: registry outlasted a recent review's budget; allowed without asking it",
+			"kind", req.Cur.Kind, "namespace", req.Cur.Namespace, "name", req.Cur.Name)
+	case !out.Complete:
 		result = ResultBudget
 		h.log.InfoContext(ctx, "admission: budget ran out before the registry answered; allowed without a warning",
 			"kind", req.Cur.Kind, "namespace", req.Cur.Namespace, "name", req.Cur.Name, "budget", h.budget)
@@ -229,7 +237,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullfix_admission_reviews_total",
-			Help: "Admission reviews answered, by result: unchanged, clean, warned, denied, budget_exceeded (a registry that did not answer in time: allowed, no warning), error."}, []string{"result"}),
+			Help: "Admission reviews answered, by result: unchanged, clean, warned, denied, budget_exceeded (a registry that did not answer in time: allowed, no warning), slow_registry (that registry not asked again for a minute: allowed at once), error."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pullfix_admission_review_duration_seconds",
 			Help: "Time to answer an admission review.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 5}}),
 		cached: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullfix_admission_images_cached_total",
@@ -246,7 +254,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Total returns the reviews answered, whatever their result.
 func (m *Metrics) Total() float64 {
 	var n float64
-	for _, r := range []string{ResultUnchanged, ResultClean, ResultWarned, ResultDenied, ResultBudget, ResultError} {
+	for _, r := range []string{ResultUnchanged, ResultClean, ResultWarned, ResultDenied, ResultBudget, ResultSlowRegistry, ResultError} {
 		n += m.Count(r)
 	}
 	return n
