@@ -17,7 +17,12 @@ import (
 
 // caBundleCheck is how often each replica makes sure the webhook
 // configuration still trusts its CA (a `helm upgrade` may reset it).
-const caBundleCheck = 5 * time.Minute
+// After a failed check (the configuration does not exist yet), it tries
+// again sooner.
+const (
+	caBundleCheck = 5 * time.Minute
+	caBundleRetry = 10 * time.Second
+)
 
 // startAdmission serves the admission webhook on every replica (the
 // API server's Service spreads reviews over them; leadership is not
@@ -35,13 +40,22 @@ func startAdmission(ctx context.Context, env runEnv, reg prometheus.Registerer, 
 		}
 		getCert = fc.GetCertificate
 	} else {
-		ca, cert, err := admission.SelfSigned(ctx, env.cs, cfg.PodNamespace, cfg.AdmissionCASecret, cfg.AdmissionWebhookConfig,
-			append(admission.ServiceHosts(cfg.AdmissionService, cfg.PodNamespace), cfg.AdmissionHosts...))
+		ca, err := admission.EnsureCA(ctx, env.cs, cfg.PodNamespace, cfg.AdmissionCASecret)
 		if err != nil {
 			return err
 		}
-		getCert = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
-		go admission.KeepCABundle(ctx, env.cs, cfg.AdmissionWebhookConfig, ca.CertPEM, caBundleCheck, log)
+		cert, err := ca.Issue(append(admission.ServiceHosts(cfg.AdmissionService, cfg.PodNamespace), cfg.AdmissionHosts...))
+		if err != nil {
+			return err
+		}
+		getCert = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }
+		// Helm creates the webhook configuration after the Deployment, so
+		// it may not exist yet: KeepCABundle retries until it does (the API
+		// server cannot call the webhook before, and lets everything in).
+		if _, err := admission.PatchCABundle(ctx, env.cs, cfg.AdmissionWebhookConfig, ca.CertPEM); err != nil {
+			log.Warn("admission: the webhook's caBundle is not set yet; retrying", "config", cfg.AdmissionWebhookConfig, "err", err)
+		}
+		go admission.KeepCABundle(ctx, env.cs, cfg.AdmissionWebhookConfig, ca.CertPEM, caBundleCheck, caBundleRetry, log)
 	}
 	checker := admission.NewChecker(admission.CheckerConfig{Client: env.cs, Prober: env.prober, Diagnoser: env.diag,
 		ECR: watch.ECRKeychainFromEnv(), ReadSecrets: cfg.PullSecretProbing, Logger: log})

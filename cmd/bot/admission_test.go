@@ -83,13 +83,15 @@ func TestAdmissionHeadsUpThreadedIntoIncident(t *testing.T) {
 	url := "https://" + addr + admission.Path
 	vwc.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url}
 	api := e.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+
+	// Helm's order: the Deployment first, the webhook configuration last;
+	// the bot sets its caBundle once it exists (its first check 10 s in).
+	startBot(t, e)
 	if _, err := api.Create(ctx, &vwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = api.Delete(context.Background(), vwc.Name, metav1.DeleteOptions{}) })
-
-	startBot(t, e)
-	poll(t, 30*time.Second, "the bot to put its CA in the webhook configuration", func(ctx context.Context) (bool, error) {
+	poll(t, 60*time.Second, "the bot to put its CA in the webhook configuration", func(ctx context.Context) (bool, error) {
 		got, err := api.Get(ctx, vwc.Name, metav1.GetOptions{})
 		return err == nil && len(got.Webhooks[0].ClientConfig.CABundle) > 0, nil
 	})

@@ -207,24 +207,31 @@ func PatchCABundle(ctx context.Context, cs kubernetes.Interface, name string, ca
 	return true, nil
 }
 
-// KeepCABundle re-applies PatchCABundle every interval until ctx ends, so
-// a `helm upgrade` or a person that resets the caBundle is repaired
+// KeepCABundle makes sure, until ctx ends, that the webhook
+// configuration name trusts caPEM: first after retry, then every interval.
+// A `helm upgrade` or a person that resets the caBundle is repaired
 // without a restart (meanwhile the API server cannot call the webhook, and
-// failurePolicy Ignore lets every apply through).
-func KeepCABundle(ctx context.Context, cs kubernetes.Interface, name string, caPEM []byte, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// failurePolicy Ignore lets every apply through); after a failure — the
+// configuration may not exist yet: Helm creates it after the Deployment —
+// it tries again after retry.
+func KeepCABundle(ctx context.Context, cs kubernetes.Interface, name string, caPEM []byte, interval, retry time.Duration, log *slog.Logger) {
+	next := retry
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(next):
 		}
-		if changed, err := PatchCABundle(ctx, cs, name, caPEM); err != nil {
-			log.WarnContext(ctx, "admission: cannot keep the webhook's caBundle", "config", name, "err", err)
-		} else if changed {
-			log.InfoContext(ctx, "admission: restored the webhook's caBundle", "config", name)
+		changed, err := PatchCABundle(ctx, cs, name, caPEM)
+		switch {
+		case err != nil:
+			log.WarnContext(ctx, "admission: cannot set the webhook's caBundle", "config", name, "err", err)
+			next = retry
+			continue
+		case changed:
+			log.InfoContext(ctx, "admission: set the webhook's caBundle", "config", name)
 		}
+		next = interval
 	}
 }
 

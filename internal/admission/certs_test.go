@@ -1,9 +1,12 @@
 package admission_test
 
 import (
+	"context"
 	"crypto/x509"
+	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -84,4 +87,16 @@ func TestSelfSignedReplicasShareOneCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifyAll(got.Webhooks[0].ClientConfig.CABundle)
+
+	// A configuration created after the bot started (Helm creates it
+	// after the Deployment) gets the caBundle from the periodic check.
+	late := "pullfix-late-configuration"
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go admission.KeepCABundle(kctx, admin, late, ca.CertPEM, time.Hour, 50*time.Millisecond, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	createWebhookConfig(t, admin, late, 5)
+	waitFor(t, "the late configuration's caBundle", func() bool {
+		v, err := admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, late, metav1.GetOptions{})
+		return err == nil && string(v.Webhooks[0].ClientConfig.CABundle) == string(ca.CertPEM)
+	})
 }
