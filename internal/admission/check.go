@@ -57,6 +57,7 @@ type Checker struct {
 	prober      Prober
 	diag        Diagnoser
 	ecr         *watch.ECRKeychain
+	lookup      *watch.ImageLookup // nil without a client
 	readSecrets bool
 	log         *slog.Logger
 	ttl         time.Duration
@@ -124,8 +125,12 @@ func NewChecker(c CheckerConfig) *Checker {
 	if c.NodesTTL <= 0 {
 		c.NodesTTL = 5 * time.Minute
 	}
-	return &Checker{cs: c.Client, prober: c.Prober, diag: c.Diagnoser, ecr: c.ECR, readSecrets: c.ReadSecrets,
+	ch := &Checker{cs: c.Client, prober: c.Prober, diag: c.Diagnoser, ecr: c.ECR, readSecrets: c.ReadSecrets,
 		log: c.Logger, ttl: c.CacheTTL, nodesTTL: c.NodesTTL, verdicts: map[string]verdict{}, slow: map[string]time.Time{}}
+	if c.Client != nil {
+		ch.lookup = watch.NewImageLookup(c.Client)
+	}
+	return ch
 }
 
 // Outcome is the result of checking one workload's new images.
@@ -304,6 +309,14 @@ func (c *Checker) checkImage(ctx context.Context, w *Workload, u ImageUse, oldIm
 	t := diagnose.Target{Namespace: w.Namespace, Kind: w.Kind, Name: w.Name, Container: u.Container, Image: u.Image, Platform: primary}
 	if oldImage != "" && oldImage != u.Image {
 		t.Hints = []diagnose.Hint{{Image: oldImage, Kind: diagnose.CandidateLastHealthy, Note: "the image before this change"}}
+	}
+	if c.lookup != nil {
+		// What the namespace runs: the same repository under another tag,
+		// and the repository names on that registry (many registries,
+		// public.ecr.aws among them, have no catalog to search).
+		t.Lookup = func(ctx context.Context) ([]diagnose.Hint, []string) {
+			return c.lookup.Lookup(ctx, c.log, w.Namespace, u.Image)
+		}
 	}
 	d := c.diag.Diagnose(ctx, t, kc)
 	if ctx.Err() != nil {

@@ -105,3 +105,25 @@ func TestAdmissionChecksNodePlatforms(t *testing.T) {
 		}
 	}
 }
+
+// TestAdmissionFindsCandidateWithoutCatalog: public.ecr.aws has no
+// /v2/_catalog; the replacement comes from what the namespace already runs
+// on that registry (the watcher's in-cluster look-up), verified at the
+// registry before it is named.
+func TestAdmissionFindsCandidateWithoutCatalog(t *testing.T) {
+	reg := registries.New(t, registries.WithoutCatalog())
+	registries.SeedRunbook(t, reg)
+	e := newEnv(t, envConfig{registryHost: reg.Host, namespaces: []string{"nocatalog"}})
+	deps := e.cs.AppsV1().Deployments("nocatalog")
+	if _, err := deps.Create(t.Context(), deployment("ui", goodImage), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deps.Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := "image " + badImage + ": repository not found at public.ecr.aws; " + goodImage + " exists"
+	got := e.warn.take()
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("warnings = %q, want [%q]", got, want)
+	}
+}
