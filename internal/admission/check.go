@@ -194,10 +194,10 @@ func (c *Checker) Check(ctx context.Context, w *Workload, images []ImageUse, old
 					answers <- answer{i: i, f: withContainer(f, u.Container), cached: true}
 					return
 				}
-				f, complete := c.checkImage(ctx, w, u, OldImage(old, u.Container), kc, platforms)
-				if complete {
+				f, complete, keep := c.checkImage(ctx, w, u, OldImage(old, u.Container), kc, platforms)
+				if complete && keep {
 					c.store(key, f)
-				} else if f == nil {
+				} else if !complete && f == nil {
 					c.markSlow(displayHost(u.Image))
 				}
 				if complete || f != nil {
@@ -274,11 +274,14 @@ func (c *Checker) store(key string, f *Finding) {
 // checkImage asks the registry about one image for the nodes' platforms.
 // complete is false when ctx ended first; a finding made before that (the
 // image is missing, its replacement not yet verified) is still returned.
-func (c *Checker) checkImage(ctx context.Context, w *Workload, u ImageUse, oldImage string, kc authn.Keychain, platforms []diagnose.Platform) (f *Finding, complete bool) {
+// keep says the answer may be cached: not when the registry was not
+// reached (a timeout, a refused connection, a 5xx), so that its recovery
+// is seen at the next apply.
+func (c *Checker) checkImage(ctx context.Context, w *Workload, u ImageUse, oldImage string, kc authn.Keychain, platforms []diagnose.Platform) (f *Finding, complete, keep bool) {
 	primary := platforms[0]
 	res := c.prober.Probe(ctx, u.Image, kc, primary)
 	if ctx.Err() != nil {
-		return nil, false
+		return nil, false, false
 	}
 	host := displayHost(u.Image)
 	if res.OK {
@@ -288,11 +291,11 @@ func (c *Checker) checkImage(ctx context.Context, w *Workload, u ImageUse, oldIm
 			for _, p := range platforms[1:] {
 				if !slices.ContainsFunc(res.Platforms, func(have diagnose.Platform) bool { return samePlatform(have, p) }) {
 					return &Finding{Container: u.Container, Image: u.Image, Cause: diagnose.PlatformMismatch, Deniable: true,
-						Text: fmt.Sprintf("image %s: %s offers %s, not %s, which nodes run", u.Image, host, platformList(res.Platforms), p)}, true
+						Text: fmt.Sprintf("image %s: %s offers %s, not %s, which nodes run", u.Image, host, platformList(res.Platforms), p)}, true, true
 				}
 			}
 		}
-		return nil, true
+		return nil, true, true
 	}
 	words, deniable, ok := findingWords(res, u.Image, host, primary)
 	if !ok {
@@ -300,11 +303,11 @@ func (c *Checker) checkImage(ctx context.Context, w *Workload, u ImageUse, oldIm
 		// the pod's credentials: nothing the registry showed about the
 		// image itself, or something the nodes may see otherwise.
 		c.log.DebugContext(ctx, "admission: no warning for this answer", "image", u.Image, "cause", res.Cause, "detail", res.Detail)
-		return nil, true
+		return nil, true, res.Reached()
 	}
 	f = &Finding{Container: u.Container, Image: u.Image, Cause: res.Cause, Deniable: deniable, Text: "image " + u.Image + ": " + words}
 	if c.diag == nil {
-		return f, true
+		return f, true, true
 	}
 	t := diagnose.Target{Namespace: w.Namespace, Kind: w.Kind, Name: w.Name, Container: u.Container, Image: u.Image, Platform: primary}
 	if oldImage != "" && oldImage != u.Image {
@@ -320,13 +323,13 @@ func (c *Checker) checkImage(ctx context.Context, w *Workload, u ImageUse, oldIm
 	}
 	d := c.diag.Diagnose(ctx, t, kc)
 	if ctx.Err() != nil {
-		return f, false
+		return f, false, false
 	}
 	if len(d.Candidates) > 0 {
 		f.Candidate = d.Candidates[0].Image
 		f.Text += "; " + f.Candidate + " exists"
 	}
-	return f, true
+	return f, true, true
 }
 
 // findingWords says, in the registry's terms, why image will not pull;

@@ -127,3 +127,22 @@ func TestAdmissionFindsCandidateWithoutCatalog(t *testing.T) {
 		t.Fatalf("warnings = %q, want [%q]", got, want)
 	}
 }
+
+// TestAdmissionDoesNotCacheAnUnreachedRegistry: a registry answering 503
+// is not warned about, and its answer is not kept: the next apply asks
+// again, so a recovered registry's verdict is seen at once.
+func TestAdmissionDoesNotCacheAnUnreachedRegistry(t *testing.T) {
+	reg := registries.New(t, registries.WithServerError(registries.ServerError{Status: 503}))
+	e := newEnv(t, envConfig{registryHost: reg.Host, deny: []string{"failing"}, namespaces: []string{"failing"}})
+	for i := range 2 {
+		if _, err := e.cs.AppsV1().Deployments("failing").Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Fatalf("apply %d while the registry answers 503 (deny mode on): %v", i+1, err)
+		}
+		if got := e.warn.take(); len(got) != 0 {
+			t.Errorf("apply %d: warnings %q", i+1, got)
+		}
+	}
+	if probed, cached := e.metrics.Images(); probed != 2 || cached != 0 {
+		t.Errorf("images probed %v, from cache %v; want 2 and 0", probed, cached)
+	}
+}

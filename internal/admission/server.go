@@ -260,6 +260,20 @@ func (m *Metrics) Total() float64 {
 	return n
 }
 
+// Images returns how many new images were answered at the registry and
+// how many from the cache.
+func (m *Metrics) Images() (probed, cached float64) {
+	return counterValue(m.asked), counterValue(m.cached)
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if err := c.Write(&d); err != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
+}
+
 // Count returns the reviews counted with result, for tests and the benchmark.
 func (m *Metrics) Count(result string) float64 {
 	c, err := m.reviews.GetMetricWithLabelValues(result)
