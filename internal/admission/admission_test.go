@@ -2,6 +2,7 @@ package admission_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -85,7 +86,11 @@ func (h *headsUps) all() []admission.HeadsUp {
 }
 
 type env struct {
-	cs      kubernetes.Interface // admin, collecting warnings into warn
+	// namespaces maps the test's names to the namespaces made for this
+	// run (a random suffix: a -count run's namespaces may still be
+	// terminating).
+	namespaces map[string]string
+	cs         kubernetes.Interface // admin, collecting warnings into warn
 	warn    *warnings
 	metrics *admission.Metrics
 	notes   *headsUps
@@ -114,7 +119,20 @@ func newEnv(t *testing.T, c envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	suffix := strings.ToLower(rand.Text()[:5])
+	names := map[string]string{}
+	for _, ns := range c.namespaces {
+		names[ns] = ns + "-" + suffix
+	}
+	var deny []string
+	for _, ns := range c.deny {
+		deny = append(deny, names[ns])
+	}
 	for _, ns := range append([]string{botNS}, c.namespaces...) {
+		if n, ok := names[ns]; ok {
+			ns = n
+			t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+		}
 		_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
@@ -129,10 +147,10 @@ func newEnv(t *testing.T, c envConfig) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := &env{warn: &warnings{}, metrics: admission.NewMetrics(nil), notes: &headsUps{}, budget: c.budget}
+	e := &env{namespaces: names, warn: &warnings{}, metrics: admission.NewMetrics(nil), notes: &headsUps{}, budget: c.budget}
 	checker := admission.NewChecker(admission.CheckerConfig{Client: admin, Prober: prober, Diagnoser: diagnose.NewDiagnoser(prober),
 		ReadSecrets: true, Logger: log, ECR: watch.ECRKeychainFromEnv()})
-	h := admission.NewHandler(admission.HandlerConfig{Checker: checker, Budget: c.budget, Deny: c.deny, Notifier: e.notes, Metrics: e.metrics, Logger: log})
+	h := admission.NewHandler(admission.HandlerConfig{Checker: checker, Budget: c.budget, Deny: deny, Notifier: e.notes, Metrics: e.metrics, Logger: log})
 
 	name := "pullfix-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	timeout := c.timeout
@@ -157,8 +175,16 @@ func newEnv(t *testing.T, c envConfig) *env {
 	if e.cs, err = kubernetes.NewForConfig(wcfg); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, e, c.namespaces[0])
+	waitActive(t, e, e.ns(c.namespaces[0]))
 	return e
+}
+
+// ns is the namespace made for the test's name base.
+func (e *env) ns(base string) string {
+	if n, ok := e.namespaces[base]; ok {
+		return n
+	}
+	panic("no namespace " + base + " in this env")
 }
 
 type testWriter struct{ t *testing.T }
@@ -268,7 +294,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 	registries.SeedRunbook(t, reg)
 	e := newEnv(t, envConfig{registryHost: reg.Host, budget: admission.DefaultBudget, namespaces: []string{"shop"}})
 	ctx := t.Context()
-	deps := e.cs.AppsV1().Deployments("shop")
+	deps := e.cs.AppsV1().Deployments(e.ns("shop"))
 
 	// The runbook's ui-new: the warning names what the registry showed and
 	// the verified candidate.
@@ -282,7 +308,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 	t.Logf("kubectl apply would print:\nWarning: %s\ndeployment.apps/ui-new created", want)
 	waitFor(t, "one heads-up", func() bool { return len(e.notes.all()) == 1 })
 	hu := e.notes.all()[0]
-	if hu.Namespace != "shop" || hu.Kind != "Deployment" || hu.Name != "ui-new" || len(hu.Findings) != 1 || hu.Findings[0].Text != want {
+	if hu.Namespace != e.ns("shop") || hu.Kind != "Deployment" || hu.Name != "ui-new" || len(hu.Findings) != 1 || hu.Findings[0].Text != want {
 		t.Errorf("heads-up = %+v", hu)
 	}
 
@@ -339,28 +365,28 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 		create func() error
 	}{
 		{"Pod", func() error {
-			_, err := e.cs.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bare"}, Spec: spec}, metav1.CreateOptions{})
+			_, err := e.cs.CoreV1().Pods(e.ns("shop")).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bare"}, Spec: spec}, metav1.CreateOptions{})
 			return err
 		}},
 		{"Job", func() error {
-			_, err := e.cs.BatchV1().Jobs("shop").Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "job"}, Spec: batchv1.JobSpec{Template: tmpl}}, metav1.CreateOptions{})
+			_, err := e.cs.BatchV1().Jobs(e.ns("shop")).Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "job"}, Spec: batchv1.JobSpec{Template: tmpl}}, metav1.CreateOptions{})
 			return err
 		}},
 		{"CronJob", func() error {
-			_, err := e.cs.BatchV1().CronJobs("shop").Create(ctx, cronJob("cron", tmpl), metav1.CreateOptions{})
+			_, err := e.cs.BatchV1().CronJobs(e.ns("shop")).Create(ctx, cronJob("cron", tmpl), metav1.CreateOptions{})
 			return err
 		}},
 		{"StatefulSet", func() error {
 			tm := tmpl
 			tm.Spec.RestartPolicy = corev1.RestartPolicyAlways
-			_, err := e.cs.AppsV1().StatefulSets("shop").Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "sts"},
+			_, err := e.cs.AppsV1().StatefulSets(e.ns("shop")).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "sts"},
 				Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: tm.Labels}, Template: tm}}, metav1.CreateOptions{})
 			return err
 		}},
 		{"DaemonSet", func() error {
 			tm := tmpl
 			tm.Spec.RestartPolicy = corev1.RestartPolicyAlways
-			_, err := e.cs.AppsV1().DaemonSets("shop").Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "ds"},
+			_, err := e.cs.AppsV1().DaemonSets(e.ns("shop")).Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "ds"},
 				Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: tm.Labels}, Template: tm}}, metav1.CreateOptions{})
 			return err
 		}},
@@ -412,7 +438,7 @@ func TestAdmissionDenyRefusesWithSameWords(t *testing.T) {
 	want := "image " + badImage + ": repository not found at public.ecr.aws; " + goodImage + " exists"
 	denied := e.metrics.Count(admission.ResultDenied) // waitActive's may have been denied
 
-	_, err := e.cs.AppsV1().Deployments("strict").Create(ctx, deployment("ui-new", badImage), metav1.CreateOptions{})
+	_, err := e.cs.AppsV1().Deployments(e.ns("strict")).Create(ctx, deployment("ui-new", badImage), metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("deny namespace: err = %v, want Forbidden", err)
 	}
@@ -420,15 +446,15 @@ func TestAdmissionDenyRefusesWithSameWords(t *testing.T) {
 		t.Fatalf("denial %q does not carry the warning's words %q", err, want)
 	}
 	t.Logf("kubectl apply would print:\nError from server: %v", err)
-	if _, gerr := e.cs.AppsV1().Deployments("strict").Get(ctx, "ui-new", metav1.GetOptions{}); !apierrors.IsNotFound(gerr) {
+	if _, gerr := e.cs.AppsV1().Deployments(e.ns("strict")).Get(ctx, "ui-new", metav1.GetOptions{}); !apierrors.IsNotFound(gerr) {
 		t.Fatalf("denied Deployment exists: %v", gerr)
 	}
 	// A good image in the deny namespace is admitted, and the other
 	// namespace only warns.
-	if _, err := e.cs.AppsV1().Deployments("strict").Create(ctx, deployment("ui", goodImage), metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.AppsV1().Deployments(e.ns("strict")).Create(ctx, deployment("ui", goodImage), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.cs.AppsV1().Deployments("lenient").Create(ctx, deployment("ui-new", badImage), metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.AppsV1().Deployments(e.ns("lenient")).Create(ctx, deployment("ui-new", badImage), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.warn.take(); len(got) != 1 || got[0] != want {
@@ -446,7 +472,7 @@ func TestAdmissionNeverBlocksWhenRegistryHangs(t *testing.T) {
 	// can make the apply quick.
 	e := newEnv(t, envConfig{registryHost: hole.Host, budget: budget, timeout: 15, deny: []string{"hang"}, namespaces: []string{"hang"}})
 	start := time.Now()
-	_, err := e.cs.AppsV1().Deployments("hang").Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{})
+	_, err := e.cs.AppsV1().Deployments(e.ns("hang")).Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{})
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatalf("apply refused while the registry hangs (deny mode on): %v", err)
@@ -468,7 +494,7 @@ func TestAdmissionNeverBlocksWhenRegistryHangs(t *testing.T) {
 	// While it hangs, the next apply naming it is not held at all: the
 	// registry is not dialled again.
 	dialled := hole.Accepted()
-	if _, err := e.cs.AppsV1().Deployments("hang").Create(t.Context(), deployment("ui-new-2", badImage+"-2"), metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.AppsV1().Deployments(e.ns("hang")).Create(t.Context(), deployment("ui-new-2", badImage+"-2"), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
 	if got := e.warn.take(); len(got) != 0 {

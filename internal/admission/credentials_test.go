@@ -29,13 +29,13 @@ func TestAdmissionUsesThePodsPullCredentials(t *testing.T) {
 	admin := e.cs
 
 	auth := base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
-	if _, err := admin.CoreV1().Secrets("private").Create(ctx, &corev1.Secret{
+	if _, err := admin.CoreV1().Secrets(e.ns("private")).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, auth))},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.CoreV1().ServiceAccounts("private").Create(ctx, &corev1.ServiceAccount{
+	if _, err := admin.CoreV1().ServiceAccounts(e.ns("private")).Create(ctx, &corev1.ServiceAccount{
 		ObjectMeta: metav1.ObjectMeta{Name: "builder"}, ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestAdmissionUsesThePodsPullCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := deployment(strings.ReplaceAll(strings.ReplaceAll(tc.name, " ", "-"), "'", "")[:12]+"x", typo)
 			tc.spec(&d.Spec.Template.Spec)
-			if _, err := e.cs.AppsV1().Deployments("private").Create(ctx, d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			if _, err := e.cs.AppsV1().Deployments(e.ns("private")).Create(ctx, d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 				t.Fatal(err)
 			}
 			got := e.warn.take()
@@ -96,7 +96,7 @@ func TestAdmissionChecksNodePlatforms(t *testing.T) {
 		{goodImage, ""},
 		{"public.ecr.aws/" + registries.RetailAssetsAMD64 + ":1.2.1", ""},
 	} {
-		if _, err := e.cs.AppsV1().Deployments("platforms").Create(t.Context(), deployment("p", tc.image), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		if _, err := e.cs.AppsV1().Deployments(e.ns("platforms")).Create(t.Context(), deployment("p", tc.image), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatal(err)
 		}
 		got := e.warn.take()
@@ -114,7 +114,7 @@ func TestAdmissionFindsCandidateWithoutCatalog(t *testing.T) {
 	reg := registries.New(t, registries.WithoutCatalog())
 	registries.SeedRunbook(t, reg)
 	e := newEnv(t, envConfig{registryHost: reg.Host, namespaces: []string{"nocatalog"}})
-	deps := e.cs.AppsV1().Deployments("nocatalog")
+	deps := e.cs.AppsV1().Deployments(e.ns("nocatalog"))
 	if _, err := deps.Create(t.Context(), deployment("ui", goodImage), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestAdmissionDoesNotCacheAnUnreachedRegistry(t *testing.T) {
 	reg := registries.New(t, registries.WithServerError(registries.ServerError{Status: 503}))
 	e := newEnv(t, envConfig{registryHost: reg.Host, deny: []string{"failing"}, namespaces: []string{"failing"}})
 	for i := range 2 {
-		if _, err := e.cs.AppsV1().Deployments("failing").Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		if _, err := e.cs.AppsV1().Deployments(e.ns("failing")).Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatalf("apply %d while the registry answers 503 (deny mode on): %v", i+1, err)
 		}
 		if got := e.warn.take(); len(got) != 0 {
