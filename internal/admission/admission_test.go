@@ -91,10 +91,10 @@ type env struct {
 	// terminating).
 	namespaces map[string]string
 	cs         kubernetes.Interface // admin, collecting warnings into warn
-	warn    *warnings
-	metrics *admission.Metrics
-	notes   *headsUps
-	budget  time.Duration
+	warn       *warnings
+	metrics    *admission.Metrics
+	notes      *headsUps
+	budget     time.Duration
 }
 
 type envConfig struct {
