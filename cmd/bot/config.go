@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/pullfix/pullfix/internal/admission"
 )
 
 // Config is read from the environment (prefix PULLFIX_). Secrets come only
@@ -40,17 +41,7 @@ type Config struct {
 	RolloutDeadline   time.Duration `envconfig:"ROLLOUT_DEADLINE" default:"5m" desc:"how long a fix's rollout is followed before the message says what still fails"`
 	PullSecretProbing bool          `envconfig:"PULL_SECRET_PROBING" default:"true" desc:"look for Secrets in the namespace that hold working pull credentials (needs get on secrets)"`
 
-	// Admission webhook (optional; the chart's admission.enabled).
-	Admission              bool          `envconfig:"ADMISSION" default:"false" desc:"serve the validating admission webhook that warns at apply when a new image cannot be pulled"`
-	AdmissionAddr          string        `envconfig:"ADMISSION_ADDR" default:":8443" desc:"HTTPS address of the webhook (path /validate)"`
-	AdmissionBudget        time.Duration `envconfig:"ADMISSION_BUDGET" default:"2s" desc:"hard time budget of one review; a registry slower than this means allowed, no warning (keep it well under the webhook's timeoutSeconds)"`
-	AdmissionDeny          []string      `envconfig:"ADMISSION_DENY" desc:"namespaces where an image the registry shows missing is refused instead of warned about"`
-	AdmissionWebhookConfig string        `envconfig:"ADMISSION_WEBHOOK_CONFIG" default:"pullfix" desc:"the ValidatingWebhookConfiguration whose caBundle the bot keeps (its own certificates)"`
-	AdmissionCASecret      string        `envconfig:"ADMISSION_CA_SECRET" default:"pullfix-admission-ca" desc:"the Secret in PULLFIX_POD_NAMESPACE that holds the webhook's CA (created by the first replica)"`
-	AdmissionService       string        `envconfig:"ADMISSION_SERVICE" default:"pullfix-admission" desc:"the webhook's Service, named in the serving certificate"`
-	AdmissionHosts         []string      `envconfig:"ADMISSION_HOSTS" desc:"more names and IP addresses for the bot's own serving certificate (a webhook reached by clientConfig.url, e.g. 127.0.0.1)"`
-	AdmissionCertDir       string        `envconfig:"ADMISSION_CERT_DIR" desc:"serve tls.crt/tls.key from this directory (cert-manager) instead of the bot's own CA"`
-
+	admission.Settings // the optional webhook's PULLFIX_ADMISSION_* (the chart's admission.enabled)
 	// Process.
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -71,11 +62,8 @@ func loadConfig() (Config, error) {
 	if c.LeaderElection && c.PodNamespace == "" {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_LEADER_ELECTION needs PULLFIX_POD_NAMESPACE (the namespace of the Lease)")
 	}
-	if c.Admission && c.AdmissionCertDir == "" && c.PodNamespace == "" {
-		return Config{}, fmt.Errorf("configuration: PULLFIX_ADMISSION needs PULLFIX_POD_NAMESPACE (the namespace of its CA Secret and Service) or PULLFIX_ADMISSION_CERT_DIR")
-	}
-	if c.Admission && c.AdmissionBudget <= 0 {
-		return Config{}, fmt.Errorf("configuration: PULLFIX_ADMISSION_BUDGET must be positive, got %s", c.AdmissionBudget)
+	if err := c.Settings.Check(c.PodNamespace); err != nil {
+		return Config{}, err
 	}
 	if c.ProbeTimeout <= 0 {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_PROBE_TIMEOUT must be positive, got %s", c.ProbeTimeout)

@@ -57,6 +57,7 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
 const (
@@ -403,12 +404,18 @@ func chartEnv(t *testing.T, dep *unstructured.Unstructured, secrets []*unstructu
 // ones the chart does not set (a developer's shell must not leak in).
 func configKeys() []string {
 	var keys []string
-	rt := reflect.TypeFor[Config]()
-	for i := range rt.NumField() {
-		if k := rt.Field(i).Tag.Get("envconfig"); k != "" {
-			keys = append(keys, "PULLFIX_"+k)
+	var add func(rt reflect.Type)
+	add = func(rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if k := f.Tag.Get("envconfig"); k != "" {
+				keys = append(keys, "PULLFIX_"+k)
+			} else if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				add(f.Type) // envconfig reads an embedded struct's fields as Config's own (admission.Settings)
+			}
 		}
 	}
+	add(reflect.TypeFor[Config]())
 	return keys
 }
 
@@ -1080,7 +1087,7 @@ func seedRunbook(t *testing.T, e *e2e) {
 		t.Errorf("image %q, want exactly %q", img, goodImage)
 	}
 	cause := "pullfix: image " + badImage + " → " + goodImage + ", approved by <@" + approverID + "> (Slack)"
-	if got := d.Annotations[watch.ChangeCauseAnnotation]; got != cause {
+	if got := d.Annotations[fix.ChangeCauseAnnotation]; got != cause {
 		t.Errorf("Deployment change-cause %q, want %q", got, cause)
 	}
 
@@ -1096,14 +1103,14 @@ func seedRunbook(t *testing.T, e *e2e) {
 		}
 		for _, rs := range rss.Items {
 			if metav1.IsControlledBy(&rs, dep) && rs.Spec.Template.Spec.Containers[0].Image == goodImage {
-				return rs.Annotations[watch.ChangeCauseAnnotation] == cause && rs.Annotations["deployment.kubernetes.io/revision"] == "2", nil
+				return rs.Annotations[fix.ChangeCauseAnnotation] == cause && rs.Annotations["deployment.kubernetes.io/revision"] == "2", nil
 			}
 		}
 		return false, nil
 	})
 	var audit []string
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			audit = append(audit, ev.Message)
 		}
 	}
@@ -1381,12 +1388,12 @@ func TestNonApproverClickPatchesNothing(t *testing.T) {
 	}
 
 	after := e.deployment(t, "ui-new")
-	if after.Generation != before.Generation || after.Spec.Template.Spec.Containers[0].Image != badImage || after.Annotations[watch.ChangeCauseAnnotation] != "" {
+	if after.Generation != before.Generation || after.Spec.Template.Spec.Containers[0].Image != badImage || after.Annotations[fix.ChangeCauseAnnotation] != "" {
 		t.Errorf("the Deployment changed: generation %d → %d, image %q, change-cause %q",
-			before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image, after.Annotations[watch.ChangeCauseAnnotation])
+			before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image, after.Annotations[fix.ChangeCauseAnnotation])
 	}
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			t.Errorf("an ImageUpdated Event was recorded: %q", ev.Message)
 		}
 	}
@@ -1495,7 +1502,7 @@ func TestStaleApprovalRefused(t *testing.T) {
 		t.Errorf("the Deployment changed: image %q, generation %d → %d", img, before.Generation, after.Generation)
 	}
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			t.Errorf("an ImageUpdated Event was recorded: %q", ev.Message)
 		}
 	}
@@ -1532,7 +1539,7 @@ func TestDoubleClickPatchesOnce(t *testing.T) {
 	}
 	n := 0
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			n += int(max(ev.Count, 1))
 		}
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
-	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/creds"
 )
 
 var cp *controlplane.ControlPlane
@@ -149,7 +149,7 @@ func newEnv(t *testing.T, c envConfig) *env {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := &env{namespaces: names, warn: &warnings{}, metrics: admission.NewMetrics(nil), notes: &headsUps{}, budget: c.budget}
 	checker := admission.NewChecker(admission.CheckerConfig{Client: admin, Prober: prober, Diagnoser: diagnose.NewDiagnoser(prober),
-		ReadSecrets: true, Logger: log, ECR: watch.ECRKeychainFromEnv()})
+		ReadSecrets: true, Logger: log, ECR: creds.ECRKeychainFromEnv(os.Getenv)})
 	h := admission.NewHandler(admission.HandlerConfig{Checker: checker, Budget: c.budget, Deny: deny, Notifier: e.notes, Metrics: e.metrics, Logger: log})
 
 	name := "pullfix-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/creds"
 )
 
 // Prober is the registry probe (internal/diagnose's Prober).
@@ -56,7 +57,7 @@ type Checker struct {
 	cs          kubernetes.Interface
 	prober      Prober
 	diag        Diagnoser
-	ecr         *watch.ECRKeychain
+	ecr         *creds.ECRKeychain
 	lookup      *watch.ImageLookup // nil without a client
 	readSecrets bool
 	log         *slog.Logger
@@ -101,8 +102,8 @@ type CheckerConfig struct {
 	Client    kubernetes.Interface
 	Prober    Prober
 	Diagnoser Diagnoser
-	// ECR is the bot's own ECR identity (watch.ECRKeychainFromEnv); nil: none.
-	ECR *watch.ECRKeychain
+	// ECR is the bot's own ECR identity (creds.ECRKeychainFromEnv); nil: none.
+	ECR *creds.ECRKeychain
 	// ReadSecrets: read the pull Secrets the pods would use
 	// (PULLFIX_PULL_SECRET_PROBING); off, every probe is anonymous.
 	ReadSecrets bool
@@ -377,7 +378,7 @@ func invalidReference(u ImageUse) *Finding {
 // Secret's resourceVersion), for the answer cache.
 func (c *Checker) keychain(ctx context.Context, w *Workload) (authn.Keychain, string) {
 	if !c.readSecrets || c.cs == nil {
-		return watch.PodKeychain(&watch.PullSecretKeychain{}, c.ecr), "anonymous"
+		return creds.ForPod(&creds.PullSecretKeychain{}, c.ecr), "anonymous"
 	}
 	var names []string
 	for _, r := range w.Spec.ImagePullSecrets {
@@ -418,11 +419,11 @@ func (c *Checker) keychain(ctx context.Context, w *Workload) (authn.Keychain, st
 	for _, s := range secrets {
 		key = append(key, s.Namespace+"/"+s.Name+"@"+s.ResourceVersion)
 	}
-	kc, _ := watch.KeychainFromSecrets(secrets)
+	kc, _ := creds.KeychainFromSecrets(secrets)
 	if len(key) == 0 {
-		return watch.PodKeychain(kc, c.ecr), "anonymous"
+		return creds.ForPod(kc, c.ecr), "anonymous"
 	}
-	return watch.PodKeychain(kc, c.ecr), strings.Join(key, ",")
+	return creds.ForPod(kc, c.ecr), strings.Join(key, ",")
 }
 
 // platforms returns the distinct OS/architectures of the nodes, the most

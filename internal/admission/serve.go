@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -17,6 +18,12 @@ import (
 // getCert returns, until ctx ends. It returns the address it listens on
 // (addr may name port 0) once the listener is open.
 func Serve(ctx context.Context, addr string, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), h http.Handler, log *slog.Logger) (net.Addr, error) {
+	return serve(ctx, new(sync.WaitGroup), addr, getCert, h, log)
+}
+
+// serve is Serve with its goroutines (the server, its shutdown) in wg, so
+// an owner can wait until the server has shut down.
+func serve(ctx context.Context, wg *sync.WaitGroup, addr string, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), h http.Handler, log *slog.Logger) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -33,17 +40,17 @@ func Serve(ctx context.Context, addr string, getCert func(*tls.ClientHelloInfo) 
 		WriteTimeout: 30 * time.Second,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	go func() {
+	wg.Go(func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admission webhook server stopped", "err", err)
 		}
-	}()
-	go func() {
+	})
+	wg.Go(func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-	}()
+	})
 	return ln.Addr(), nil
 }
 

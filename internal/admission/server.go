@@ -47,7 +47,14 @@ type Handler struct {
 
 	mu       sync.Mutex
 	notified map[string]time.Time // heads-ups sent, by workload and images
+	// bg holds the heads-ups being sent (off the reviews' clock); Wait
+	// waits for them.
+	bg sync.WaitGroup
 }
+
+// Wait returns once every heads-up the handler started has been sent (or
+// given up): the owner calls it on shutdown so none outlives the bot.
+func (h *Handler) Wait() { h.bg.Wait() }
 
 // headsUpWindow is how long a heads-up for one workload and image set is
 // not repeated: an apply retried after a conflict, or applied again, is
@@ -189,7 +196,7 @@ func (h *Handler) Review(ctx context.Context, ar *admissionv1.AdmissionRequest) 
 		hu := HeadsUp{Namespace: req.Cur.Namespace, Kind: req.Cur.Kind, Name: req.Cur.Name, User: req.User,
 			Operation: string(req.Operation), Findings: out.Findings, At: time.Now()}
 		// Never on the review's clock: the apply has its answer already.
-		go h.notifier.HeadsUp(context.WithoutCancel(ctx), hu)
+		h.bg.Go(func() { h.notifier.HeadsUp(context.WithoutCancel(ctx), hu) })
 	}
 	if result == ResultClean {
 		result = ResultWarned

@@ -38,9 +38,10 @@ type Incident struct {
 	Image string
 	// Pods are the failing pods (names within Namespace).
 	Pods []string
-	// State is the lifecycle state ("open", "notified", "fixing",
-	// "resolved", "dismissed", "snoozed").
-	State string
+	// State is the message state the incident is in (open, fixing,
+	// resolved, dismissed, snoozed); "" means open. The caller maps its own
+	// lifecycle onto these.
+	State State
 	// FixingBy is the Slack user id of the approver whose fix is under way.
 	FixingBy string
 	// Diagnosis is the latest diagnosis; its Candidates are the only images

@@ -65,7 +65,7 @@ func runbookIncident(id, ns string) Incident {
 		Confidence: diagnose.ConfidenceHigh,
 	}
 	return Incident{ID: id, Namespace: ns, Kind: "Deployment", Name: "ui-new", Container: "ui", Image: brokenImage,
-		Pods: []string{"ui-new-7d9f8-abcde"}, State: "notified", Diagnosis: d}
+		Pods: []string{"ui-new-7d9f8-abcde"}, State: StateOpen, Diagnosis: d}
 }
 
 // memIncidents is the bot's incident state, in memory (the watcher's, in
