@@ -179,7 +179,7 @@ func TestHelmLintTemplate(t *testing.T) {
 					t.Errorf("env %s = %q, want %q", k, env[k], v)
 				}
 			}
-			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-admission", "lint-pullfix-nodes")
+			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-admission", "lint-pullfix-gitops", "lint-pullfix-nodes")
 			vwcs := Find(objs, "ValidatingWebhookConfiguration")
 			if len(vwcs) != 1 {
 				t.Fatalf("%d ValidatingWebhookConfigurations, want 1", len(vwcs))
