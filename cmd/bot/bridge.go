@@ -45,8 +45,17 @@ func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
 	return b.app.Refresh(ctx, b.toSlack(inc))
 }
 
-// Updated: each change starts with a click; the Slack app edits the message.
-func (b *bridge) Updated(context.Context, watch.Incident) error { return nil }
+// Updated: a click's change; the Slack app edits its message and any storm digest.
+func (b *bridge) Updated(ctx context.Context, inc watch.Incident) error {
+	return b.app.Updated(ctx, b.toSlack(inc))
+}
+
+// Detected and Forgotten (watch.Detector) name a new incident in its
+// channel's storm digest, and take one that closed unnotified out of it.
+func (b *bridge) Detected(ctx context.Context, inc watch.Incident) {
+	b.app.Detected(ctx, b.toSlack(inc))
+}
+func (b *bridge) Forgotten(ctx context.Context, inc watch.Incident) { b.app.Forget(ctx, inc.ID) }
 
 // Resolved edits the message to its end; the watcher calls it only when no
 // fix of pullfix's reported the outcome already.
@@ -70,13 +79,11 @@ func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 	in := slackapp.GroupInput{Cluster: b.cluster, GroupID: g.ID, Diagnosis: *g.Diagnosis}
 	st := g.Summary()
 	in.State, in.Until, in.Actor = messageState(st.State), st.Until, st.By
-	for _, m := range g.Members {
-		in.Workloads = append(in.Workloads, slackapp.GroupWorkload{
-			Namespace: m.Key.Namespace, Kind: m.Key.Kind, Name: m.Key.Name, Container: m.Key.Container,
-			Image: m.Key.Image, PodCount: len(m.Pods),
-		})
+	members := make([]slackapp.Incident, len(g.Members))
+	for i, m := range g.Members {
+		members[i] = b.toSlack(m)
 	}
-	return b.app.EditRoot(ctx, g.NotifyRef, slackapp.RenderGroup(in))
+	return b.app.UpdatedGroup(ctx, g.NotifyRef, in, members)
 }
 
 // ---- slackapp.Incidents ----

@@ -24,6 +24,7 @@ type Config struct {
 	OpenActions   bool   `envconfig:"SLACK_OPEN_ACTIONS" default:"true" desc:"anyone in the channel may Re-check, Snooze and Dismiss"`
 	HTTPPath      string `envconfig:"SLACK_HTTP_PATH" default:"/slack/events" desc:"HTTP mode: the path Slack posts commands and interactions to, on PULLFIX_LISTEN_ADDR"`
 	SlackAPIURL   string `envconfig:"SLACK_API_URL" desc:"Slack Web API base URL (default Slack's; tests and the demo point it at the local emulator)"`
+	StormAt       int    `envconfig:"STORM_THRESHOLD" default:"2" desc:"workloads failing in a channel within 10 s that make one storm digest naming them all (0: a message per workload)"`
 
 	// Cluster.
 	Cluster    string   `envconfig:"CLUSTER_NAME" default:"default" desc:"cluster name shown in every message"`

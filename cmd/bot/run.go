@@ -147,7 +147,8 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m
 	return slackapp.New(api, slackapp.Config{
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
 	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers, Authorizer: b.rbac},
-		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3))), nil
+		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3)),
+		slackapp.WithStorm(cfg.StormAt, slackapp.DefaultStormWindow, slackapp.DefaultStormJoin)), nil
 }
 
 // runEnv is what every cluster-facing subcommand needs.
@@ -170,6 +171,7 @@ func setup(stderr io.Writer) (runEnv, int) {
 		return runEnv{}, 2
 	}
 	log := ops.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	ops.SetMemoryLimit(log)
 	cs, dyn, where, err := kubeclient.NewWithDynamic(cfg.Kubeconfig, "pullfix/"+version)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)

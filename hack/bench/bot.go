@@ -65,12 +65,23 @@ func startBot(ctx context.Context, bin, dir string, env map[string]string) (*bot
 		return nil, err
 	}
 	env["PULLFIX_LISTEN_ADDR"] = ops
-	logPath := filepath.Join(dir, "bot.log")
+	b, err := startProcess(ctx, bin, []string{"run"}, filepath.Join(dir, "bot.log"), env)
+	if err != nil {
+		return nil, err
+	}
+	b.ops = ops
+	return b, nil
+}
+
+// startProcess starts bin args with the benchmark's environment (no
+// PULLFIX_ variables, no KUBECONFIG) plus env, its output in logPath, and
+// samples its memory until it ends.
+func startProcess(ctx context.Context, bin string, args []string, logPath string, env map[string]string) (*botProcess, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run")
+	cmd := exec.Command(bin, args...)
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PULLFIX_") || k == "KUBECONFIG" {
 			continue
@@ -86,7 +97,7 @@ func startBot(ctx context.Context, bin, dir string, env map[string]string) (*bot
 		logf.Close()
 		return nil, err
 	}
-	b := &botProcess{cmd: cmd, logPath: logPath, ops: ops, done: make(chan error, 1)}
+	b := &botProcess{cmd: cmd, logPath: logPath, done: make(chan error, 1)}
 	go func() {
 		err := cmd.Wait()
 		logf.Close()

@@ -44,9 +44,16 @@ func main() {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up after this long")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as one JSON object last")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log progress of the simulator and control plane")
+	fs.StringVar(&cfg.Kubewatch, "kubewatch", "", `also run robusta-dev/kubewatch beside the bot under the same storm and print both rows: its binary, or "build" (hack/build-kubewatch.sh)`)
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "write the bot's CPU profile of the storm, its heap, mutex, block and goroutine profiles and its debug log to this directory")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
+	}
+	if !podsPerNodeSet(fs) {
+		// At most 100 simulated nodes: each renews its Lease every 10 s
+		// and holds a watch; a thousand of them would be the API server's
+		// load, not the bot's.
+		cfg.PodsPerNode = max(cfg.PodsPerNode, (cfg.Pods+99)/100)
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -91,4 +98,11 @@ func repoRoot() (string, error) {
 // progress prints a line of progress to w.
 func progress(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "bench: "+format+"\n", args...)
+}
+
+// podsPerNodeSet reports whether --pods-per-node was given.
+func podsPerNodeSet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "pods-per-node" })
+	return set
 }

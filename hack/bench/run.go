@@ -46,6 +46,9 @@ type config struct {
 	Verbose bool
 	// ProfileDir, when set, receives the bot's profiles and debug log.
 	ProfileDir string
+	// Kubewatch, when set, runs robusta-dev/kubewatch beside the bot under
+	// the same storm: a binary's path, or "build" (hack/build-kubewatch.sh).
+	Kubewatch string
 }
 
 func defaultConfig() config {
@@ -59,6 +62,11 @@ func defaultConfig() config {
 		Backoff: 10 * time.Second,
 	}
 }
+
+// large reports a run beyond the 10,000-pod contract, where the test
+// environment (not the bot) gets the limits and shortcuts it needs to
+// create its pods in minutes: see run.
+func (c config) large() bool { return c.Pods > 20000 }
 
 func (c config) validate() error {
 	switch {
@@ -106,6 +114,8 @@ type Result struct {
 	Notified          int     `json:"notified_workloads"`
 	SlackRootMessages int     `json:"slack_root_messages"`
 	SlackCalls        int     `json:"slack_calls"`
+	SlackReplies      int     `json:"slack_thread_replies"`
+	SlackEdits        int     `json:"slack_edits"`
 	Slack429s         int     `json:"slack_429s"`
 	Incidents         int     `json:"incidents"`
 	UniqueImages      int     `json:"unique_images"`
@@ -117,6 +127,8 @@ type Result struct {
 	StormS            float64 `json:"storm_s"`
 	ElapsedS          float64 `json:"elapsed_s"`
 	Machine           Machine `json:"machine"`
+	// Kubewatch is the side-by-side row (--kubewatch).
+	Kubewatch *KubewatchResult `json:"kubewatch,omitempty"`
 
 	perWorkload []workloadLatency
 }
@@ -171,12 +183,22 @@ func (r Result) table(w io.Writer) {
 	row("  from the write sent", fmt.Sprintf("%d / %d ms", r.SentP50ms, r.SentP99ms), "p50 / p99, the API server's time to accept it included")
 	row("workloads notified", fmt.Sprint(r.Notified), "")
 	row("Slack root messages", fmt.Sprint(r.SlackRootMessages), fmt.Sprintf("target ≤ %d", r.Workloads))
-	row("Slack calls / 429s", fmt.Sprintf("%d / %d", r.SlackCalls, r.Slack429s), fmt.Sprintf("%d channel(s)", r.Channels))
+	row("Slack calls / 429s", fmt.Sprintf("%d / %d", r.SlackCalls, r.Slack429s), fmt.Sprintf("%d channel(s); %d thread replies, %d edits", r.Channels, r.SlackReplies, r.SlackEdits))
 	row("incidents", fmt.Sprint(r.Incidents), "")
 	row("bot registry requests", fmt.Sprintf("%d (%.2f/image)", r.RegistryRequests, r.RequestsPerImage), fmt.Sprintf("%d unique images; target ≤ 4/image", r.UniqueImages))
 	row("simulator registry requests", fmt.Sprint(r.SimRequests), "")
 	row("setup / storm / total", fmt.Sprintf("%.0f / %.0f / %.0f s", r.SetupS, r.StormS, r.ElapsedS), "")
 	row("machine", fmt.Sprintf("%d CPUs, %d MiB", r.Machine.NProc, r.Machine.MemMiB), r.Machine.CPU+", "+r.Machine.Go)
+	if k := r.Kubewatch; k != nil {
+		fmt.Fprintf(w, "\nside by side, the same storm          %-22s %s\n", "pullfix", "kubewatch (robusta-dev)")
+		side := func(k, a, b string) { fmt.Fprintf(w, "  %-36s %-22s %s\n", k, a, b) }
+		side("peak RSS", fmt.Sprintf("%.1f MiB", r.RSSMiB), fmt.Sprintf("%.1f MiB (ready %.1f)", k.RSSMiB, k.RSSReadyMiB))
+		side("workloads named", fmt.Sprintf("%d of %d", r.Notified, r.Workloads), fmt.Sprintf("%d of %d", k.Named, r.Workloads))
+		side("first message naming each, p50 / p99", fmt.Sprintf("%d / %d ms", r.DetectP50ms, r.DetectP99ms), fmt.Sprintf("%d / %d ms (of those named)", k.DetectP50ms, k.DetectP99ms))
+		side("messages per failing workload", fmt.Sprintf("%.2f", float64(r.SlackRootMessages)/float64(r.Workloads)), fmt.Sprintf("%.2f (%d posts accepted)", k.PostsPerWorkload, k.Posts))
+		side("Slack 429s", fmt.Sprint(r.Slack429s), fmt.Sprint(k.Slack429s))
+		side("says why it cannot pull", "yes (cause, registry's words, fix)", fmt.Sprint(k.NamesCause))
+	}
 	fmt.Fprintln(w)
 }
 
@@ -252,16 +274,27 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
 	progress(logw, "starting the control plane")
+	// The controllers create 10,000 pods; their client-side default (20
+	// QPS) would take minutes. At 100,000 pods they are allowed four times
+	// that, with more ReplicaSet workers.
+	qps, burst, rsSyncs := 500, 1000, 10
+	if cfg.large() {
+		qps, burst, rsSyncs = 2000, 4000, 20
+	}
 	cp, err := controlplane.Start(ctx, controlplane.WithBinDir(binDir), controlplane.WithLogger(log),
-		// The controllers create 10,000 pods; their client-side default
-		// (20 QPS) would take minutes.
-		controlplane.WithControllerManagerArgs("--kube-api-qps=500", "--kube-api-burst=1000",
-			"--concurrent-replicaset-syncs=10", "--concurrent-deployment-syncs=10",
+		controlplane.WithControllerManagerArgs(fmt.Sprintf("--kube-api-qps=%d", qps), fmt.Sprintf("--kube-api-burst=%d", burst),
+			fmt.Sprintf("--concurrent-replicaset-syncs=%d", rsSyncs), "--concurrent-deployment-syncs=10",
 			// On two cores the simulated kubelets' Lease renewals queue
 			// behind 10,000 pods' writes; the default 50s grace would mark
 			// nodes NotReady and their pods unready. The benchmark measures
 			// the bot, not node lifecycle.
-			"--node-monitor-grace-period=10m"))
+			"--node-monitor-grace-period=10m"),
+		// 100,000 pods: the API server's defaults (400 requests in flight,
+		// 200 mutating) turn the pod creation into 429s the controllers
+		// back off from, and etcd's 2 GiB quota holds the pods and their
+		// status revisions only until the next compaction.
+		controlplane.WithAPIServerArgs("--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000"),
+		controlplane.WithEtcdArgs("--quota-backend-bytes=8589934592"))
 	if err != nil {
 		return res, err
 	}
@@ -314,10 +347,18 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 		rec.names[w.Namespace+"/"+w.Name] = true
 	}
 	nodes := max(1, (cfg.Pods+cfg.PodsPerNode-1)/cfg.PodsPerNode)
-	sim, err := kubeletsim.NewForConfig(cp.AdminConfig(),
+	simOpts := []kubeletsim.Option{
 		kubeletsim.WithNodeCount("bench", nodes), kubeletsim.WithMirrors(mirrors),
-		kubeletsim.WithMaxPods(cfg.PodsPerNode+10), kubeletsim.WithWorkers(64), kubeletsim.WithLogger(log),
-		kubeletsim.WithBackoff(cfg.Backoff, 30*cfg.Backoff))
+		kubeletsim.WithMaxPods(cfg.PodsPerNode + 10), kubeletsim.WithWorkers(64), kubeletsim.WithLogger(log),
+		kubeletsim.WithBackoff(cfg.Backoff, 30*cfg.Backoff),
+	}
+	if cfg.large() {
+		// Half a million Normal events (Scheduled, Pulling, Pulled,
+		// Created, Started) for the healthy pods would be most of the API
+		// server's work before the storm; the bot never reads them.
+		simOpts = append(simOpts, kubeletsim.WithoutNormalEvents())
+	}
+	sim, err := kubeletsim.NewForConfig(cp.AdminConfig(), simOpts...)
 	if err != nil {
 		return res, err
 	}
@@ -397,6 +438,27 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 		return res, fmt.Errorf("waiting for the bot to be ready and connected to Slack: %w", err)
 	}
 	res.RSSReadyMiB, _ = bot.memory()
+	var kw *kubewatchRun
+	if cfg.Kubewatch != "" {
+		bin := cfg.Kubewatch
+		if bin == "build" {
+			if bin, err = buildKubewatch(ctx, root); err != nil {
+				return res, err
+			}
+		}
+		progress(logw, "starting kubewatch beside the bot")
+		if kw, err = startKubewatch(ctx, bin, tmp, cp.Kubeconfig()); err != nil {
+			return res, err
+		}
+		defer func() {
+			if cfg.ProfileDir != "" {
+				_ = copyFile(kw.proc.logPath, filepath.Join(cfg.ProfileDir, "kubewatch.log"))
+			}
+			kw.stop()
+		}()
+		res.Kubewatch = &KubewatchResult{}
+		_, res.Kubewatch.RSSReadyMiB = kw.proc.memory()
+	}
 	setupDone := time.Now()
 	botBefore, _, _ := counts.counts()
 	progress(logw, "bot ready (%.1f MiB); creating %d failing Deployments with %d pods", res.RSSReadyMiB, len(bad), cfg.Failing)
@@ -424,9 +486,22 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	}
 
 	notified := map[string]time.Time{}
+	// A workload is detected when a message in the channel names it: a
+	// root message, or an edit of one. Thread replies (a storm's cards,
+	// a message's details) are not in the channel's view and do not count.
+	inChannel := func(c slackemu.Call) bool {
+		switch c.Method {
+		case "chat.postMessage":
+			return c.Params.Get("thread_ts") == "" || c.Params.Get("reply_broadcast") == "true"
+		case "chat.update":
+			m, ok := emu.Message(c.Params.Get("channel"), c.Params.Get("ts"))
+			return ok && !m.IsReply()
+		}
+		return false
+	}
 	scan := func() {
 		for _, c := range emu.Calls("") {
-			if !c.OK() || (c.Method != "chat.postMessage" && c.Method != "chat.update") {
+			if !c.OK() || !inChannel(c) {
 				continue
 			}
 			text := c.Params.Get("text") + "\n" + string(c.Blocks)
@@ -471,6 +546,17 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	// Let the last group edits and late posts land before counting: wait
 	// for five quiet seconds of Slack traffic (at most a minute).
 	quietUntil(ctx, emu, 5*time.Second, time.Minute)
+	if kw != nil {
+		// kubewatch gets as long again as pullfix took, at least a minute,
+		// to name the workloads it has not named yet.
+		wctx, cancel := context.WithTimeout(ctx, max(time.Minute, stormDone.Sub(setupDone)))
+		_ = kw.emu.WaitFor(wctx, func() bool { return kw.measure(bad, rec).Named == len(bad) })
+		cancel()
+		ready := res.Kubewatch.RSSReadyMiB
+		m := kw.measure(bad, rec)
+		m.RSSReadyMiB = ready
+		res.Kubewatch = &m
+	}
 
 	// Figures.
 	for _, w := range bad {
@@ -505,8 +591,13 @@ func run(ctx context.Context, cfg config, logw io.Writer) (res Result, err error
 	res.Notified = len(notified)
 	for _, c := range emu.Calls("") {
 		res.SlackCalls++
-		if c.Method == "chat.postMessage" && c.OK() && c.Params.Get("thread_ts") == "" {
+		switch {
+		case c.Method == "chat.postMessage" && c.OK() && c.Params.Get("thread_ts") == "":
 			res.SlackRootMessages++
+		case c.Method == "chat.postMessage" && c.OK():
+			res.SlackReplies++
+		case c.Method == "chat.update" && c.OK():
+			res.SlackEdits++
 		}
 	}
 	res.Slack429s = emu.RateLimited()

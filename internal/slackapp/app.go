@@ -277,6 +277,9 @@ type App struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	// storm holds the channels' storm digests (storm.go).
+	storm *stormState
+
 	// details maps a root message ("channel:ts") to its details reply's
 	// ts, so a refined diagnosis edits the reply instead of adding one.
 	detailsMu sync.Mutex
@@ -299,6 +302,7 @@ func New(api *slack.Client, cfg Config, deps Deps, opts ...Option) *App {
 		api: api, web: api, cfg: cfg, deps: deps,
 		log: slog.Default(), maxBody: DefaultMaxBody, snooze: DefaultSnooze, now: time.Now,
 		workers: DefaultWorkers, backlog: DefaultBacklog, details: map[string]string{},
+		storm: newStormState(),
 	}
 	for _, o := range opts {
 		o(a)
@@ -316,11 +320,14 @@ func New(api *slack.Client, cfg Config, deps Deps, opts ...Option) *App {
 	return a
 }
 
-// Close stops the workers (cancelling work in progress) and the queue.
+// Close stops the workers (cancelling work in progress), the storm
+// digests' timers and the queue, and waits for every goroutine of theirs.
 func (a *App) Close() {
 	a.cancel()
 	a.wg.Wait()
-	a.queue.Close()
+	a.storm.stop()
+	a.queue.Close() // answers the writes a digest's goroutine may wait for
+	a.storm.wait()
 }
 
 // Queue exposes the outbound queue (metrics, tests).
@@ -372,9 +379,10 @@ func (a *App) submit(ctx context.Context, work func(context.Context), busy func(
 	}
 }
 
-// ParseRef splits "channel:ts".
+// ParseRef splits "channel:ts". A storm digest member's reference
+// ("channel:ts#storm") gives the digest's channel and ts: its thread.
 func ParseRef(ref string) (channel, ts string, ok bool) {
-	channel, ts, ok = strings.Cut(ref, ":")
+	channel, ts, ok = strings.Cut(strings.TrimSuffix(ref, digestRefSuffix), ":")
 	return channel, ts, ok && channel != "" && ts != ""
 }
 
@@ -402,6 +410,9 @@ type Group struct {
 // each candidate was found) follow as the thread's first reply. A failed
 // details reply is logged, never an error: the root is what pages.
 func (a *App) Opened(ctx context.Context, inc Incident) (string, error) {
+	if ref, ok, err := a.openedInStorm(ctx, inc); ok {
+		return ref, err
+	}
 	in := a.messageInput(inc, StateOpen)
 	ref, err := a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(in))
 	if err != nil {
@@ -429,7 +440,7 @@ func (a *App) postDetails(ctx context.Context, ref string, m Message) {
 		})
 	} else {
 		err = a.queue.Do(ctx, KindReply, channel, "", "chat.postMessage", func(ctx context.Context) error {
-			_, t, err := a.web.PostMessageContext(ctx, channel, append(m.MsgOptions(), slack.MsgOptionTS(ts))...)
+			_, t, err := a.web.PostMessageContext(ctx, channel, append(m.MsgOptions(), slack.MsgOptionTS(a.threadTS(channel, ts)))...)
 			if err == nil {
 				a.detailsMu.Lock()
 				a.details[ref] = t
@@ -499,6 +510,11 @@ type Resolution struct {
 // Resolved edits the incident's root message to its final state and says
 // so in its thread. inc.Ref must be set.
 func (a *App) Resolved(ctx context.Context, inc Incident, r Resolution) error {
+	done := inc
+	done.State = StateResolved
+	if a.trackInStorm(done, true) {
+		return nil // the digest shrinks; the card shows it resolved
+	}
 	if _, _, ok := ParseRef(inc.Ref); !ok {
 		return fmt.Errorf("slackapp: incident %s has no message reference", inc.ID)
 	}
@@ -523,6 +539,9 @@ func (a *App) Resolved(ctx context.Context, inc Incident, r Resolution) error {
 // diagnosis: the watcher posts on the kubelet's words when the registry is
 // slow to answer, and calls this when the probe's answer arrives.
 func (a *App) Refresh(ctx context.Context, inc Incident) error {
+	if a.trackInStorm(inc, true) {
+		return nil // its card shows the new diagnosis
+	}
 	if _, _, ok := ParseRef(inc.Ref); !ok {
 		return fmt.Errorf("slackapp: incident %s has no message reference", inc.ID)
 	}
@@ -537,6 +556,9 @@ func (a *App) Refresh(ctx context.Context, inc Incident) error {
 // EditRoot replaces the root message at ref with m (chat.update). Edits
 // of one message are coalesced in the queue: only the latest is sent.
 func (a *App) EditRoot(ctx context.Context, ref string, m Message) error {
+	if IsDigestRef(ref) {
+		return nil // a digest shows the storm, never one incident's message
+	}
 	channel, ts, ok := ParseRef(ref)
 	if !ok {
 		return fmt.Errorf("slackapp: bad message reference %q", ref)
@@ -563,7 +585,7 @@ func (a *App) Reply(ctx context.Context, ref string, kind Kind, m Message) error
 
 func (a *App) postReply(channel, ts string, m Message) func(context.Context) error {
 	return func(ctx context.Context) error {
-		_, _, err := a.web.PostMessageContext(ctx, channel, append(m.MsgOptions(), slack.MsgOptionTS(ts))...)
+		_, _, err := a.web.PostMessageContext(ctx, channel, append(m.MsgOptions(), slack.MsgOptionTS(a.threadTS(channel, ts)))...)
 		return err
 	}
 }

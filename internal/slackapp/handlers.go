@@ -229,7 +229,9 @@ func (a *App) onAction(ctx context.Context, cb slack.InteractionCallback, act sl
 		return
 	}
 	c := click{cb: cb, user: user, value: v, inc: inc, action: action, ref: inc.Ref}
-	if c.ref == "" && !cb.Container.IsEphemeral && cb.Container.ChannelID != "" && cb.Container.MessageTs != "" {
+	// A storm digest member's own message is its card in the digest's
+	// thread: the message clicked.
+	if (c.ref == "" || IsDigestRef(c.ref)) && !cb.Container.IsEphemeral && cb.Container.ChannelID != "" && cb.Container.MessageTs != "" {
 		c.ref = Ref(cb.Container.ChannelID, cb.Container.MessageTs)
 	}
 	switch v.Action {
@@ -430,7 +432,7 @@ func (a *App) recheck(ctx context.Context, c click) {
 // editRoot shows m on the incident's root message, or, for a click in an
 // ephemeral answer (/pullfix NAME), replaces that answer.
 func (a *App) editRoot(ctx context.Context, c click, m Message) {
-	if c.ref != "" {
+	if c.ref != "" && !IsDigestRef(c.ref) {
 		if err := a.EditRoot(ctx, c.ref, m); err != nil {
 			a.log.Warn("slackapp: root edit failed", "ref", c.ref, "err", redact(err))
 		}
@@ -457,7 +459,7 @@ func (a *App) thread(ctx context.Context, ref string, kind Kind, m Message) {
 // edits of it) without waiting; an ephemeral answer goes out at once.
 func (a *App) editRootAsync(ctx context.Context, c click, m Message) {
 	channel, ts, ok := ParseRef(c.ref)
-	if !ok {
+	if !ok || IsDigestRef(c.ref) {
 		a.editRoot(ctx, c, m)
 		return
 	}

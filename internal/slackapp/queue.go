@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,11 @@ const (
 	// KindEdit is a chat.update of a root message: never dropped, but
 	// coalesced per message (only the latest state matters).
 	KindEdit
+	// KindDigest is a chat.update that names workloads for the first time
+	// (a storm digest): coalesced like KindEdit, never dropped, and sent
+	// before any other waiting edit, since until it lands a failing
+	// workload is named nowhere.
+	KindDigest
 	// KindEphemeral is an answer to one person (response_url): never dropped
 	// and not paced per channel (response_url has its own budget).
 	KindEphemeral
@@ -46,6 +52,8 @@ func (k Kind) String() string {
 		return "root"
 	case KindEdit:
 		return "edit"
+	case KindDigest:
+		return "digest"
 	case KindEphemeral:
 		return "ephemeral"
 	case KindReply:
@@ -58,6 +66,10 @@ func (k Kind) String() string {
 
 // droppable reports whether the queue may shed an op of this kind.
 func (k Kind) droppable() bool { return k == KindReply || k == KindProgress }
+
+// errUnchanged: a write found nothing to send (a coalesced edit whose
+// content Slack already shows); it counts as done and costs no budget.
+var errUnchanged = errors.New("slackapp: nothing to send")
 
 // Queue errors.
 var (
@@ -102,6 +114,16 @@ const (
 	DefaultBackoffMax  = 30 * time.Second
 	// DefaultAttemptTimeout bounds one HTTP attempt.
 	DefaultAttemptTimeout = 20 * time.Second
+	// DefaultEditLimit and DefaultEditWindow budget chat.update, which
+	// Slack limits per workspace (Tier 3: "50+ per minute", in per-minute
+	// windows; facts/slack.md §5), not per channel: at most 48 calls in any
+	// sliding minute, counted from when each earlier call's answer
+	// arrived, so Slack — which counts a call when it arrives — can never
+	// see more than 48 of them within its minute. Two below 50: Slack's
+	// "50+" is a floor, not a promise. A storm may spend the minute's
+	// budget in its first seconds, when naming workloads matters most.
+	DefaultEditLimit  = 48
+	DefaultEditWindow = time.Minute
 	// maxUnknownAttempts bounds retries of errors that are neither clearly
 	// transient nor clearly permanent.
 	maxUnknownAttempts = 5
@@ -118,6 +140,13 @@ func WithPostInterval(d time.Duration) QueueOption { return func(q *Queue) { q.i
 // applies (Slack allows "short bursts" above one message per second); the
 // allowance comes back one per interval of quiet. Default 1: no burst.
 func WithPostBurst(n int) QueueOption { return func(q *Queue) { q.burst = max(n, 1) } }
+
+// WithEditBudget sets the workspace-wide budget of chat.update calls: at
+// most limit attempts in any sliding window. limit <= 0 disables the
+// budget. Default: DefaultEditLimit per DefaultEditWindow.
+func WithEditBudget(limit int, window time.Duration) QueueOption {
+	return func(q *Queue) { q.editLimit, q.editWindow = limit, window }
+}
 
 // WithQueueCapacity sets how many writes may wait before droppable ones are
 // shed. Default: DefaultQueueCapacity.
@@ -177,6 +206,9 @@ type lane struct {
 type Queue struct {
 	interval    time.Duration
 	burst       int
+	editLimit   int // chat.update attempts per editWindow; <= 0: no budget
+	editWindow  time.Duration
+	editDone    []time.Time // when the answers to the latest attempts arrived, oldest first
 	capacity    int
 	backoffBase time.Duration
 	backoffMax  time.Duration
@@ -200,6 +232,8 @@ func NewQueue(opts ...QueueOption) *Queue {
 	q := &Queue{
 		interval:    DefaultPostInterval,
 		burst:       1,
+		editLimit:   DefaultEditLimit,
+		editWindow:  DefaultEditWindow,
 		capacity:    DefaultQueueCapacity,
 		backoffBase: DefaultBackoffBase,
 		backoffMax:  DefaultBackoffMax,
@@ -214,6 +248,14 @@ func NewQueue(opts ...QueueOption) *Queue {
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	return q
 }
+
+// editLane is the one lane of every chat.update: Slack budgets the method
+// per workspace, so edits of all channels share it, and they never wait
+// behind a channel's paced posts.
+const editLane = "\x00chat.update"
+
+// isEdit reports whether kind is a coalesced chat.update.
+func isEdit(k Kind) bool { return k == KindEdit || k == KindDigest }
 
 // Close stops the queue: writes still waiting fail with ErrQueueClosed, and
 // Close waits for the writes in flight.
@@ -262,7 +304,7 @@ func (q *Queue) Do(ctx context.Context, kind Kind, channel, key, method string, 
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		if o != nil && kind != KindEdit { // an edit may be shared with other callers
+		if o != nil && !isEdit(kind) { // an edit may be shared with other callers
 			o.cancelled.Store(true)
 		}
 		return ctx.Err()
@@ -277,18 +319,24 @@ func (q *Queue) enqueue(kind Kind, channel, key, method string, do func(ctx cont
 		return nil
 	}
 	laneID := channel
-	if kind == KindEphemeral {
+	switch {
+	case kind == KindEphemeral:
 		laneID = "" // one unpaced lane for answers to people
+	case isEdit(kind):
+		laneID = editLane
 	}
 	l := q.lanes[laneID]
 	if l == nil {
 		l = &lane{}
 		q.lanes[laneID] = l
 	}
-	if kind == KindEdit && key != "" {
+	if isEdit(kind) && key != "" {
 		for _, o := range l.items {
-			if o.kind == KindEdit && o.key == key && !o.cancelled.Load() {
+			if isEdit(o.kind) && o.key == key && !o.cancelled.Load() {
 				o.do = do // only the latest state matters
+				if kind == KindDigest {
+					o.kind = kind
+				}
 				o.waiters = append(o.waiters, done)
 				return o
 			}
@@ -347,15 +395,35 @@ func (q *Queue) shedLocked(o *op) bool {
 	return true // o is not droppable and nothing droppable is queued: admit over capacity
 }
 
-// runLane sends one lane's writes in order, pacing channel lanes.
+// runLane sends one lane's writes, pacing channel lanes; the edit lane
+// spends the chat.update budget instead. Root posts go before replies,
+// digest edits before other edits, each kind in order.
 func (q *Queue) runLane(id string, l *lane) {
 	defer q.wg.Done()
 	for {
+		if id == editLane && !q.waitEditBudget(l) {
+			q.mu.Lock()
+			for _, o := range l.items {
+				o.finish(ErrQueueClosed)
+			}
+			q.queued -= len(l.items)
+			l.items, l.running = nil, false
+			q.mu.Unlock()
+			return
+		}
 		q.mu.Lock()
 		var o *op
 		for len(l.items) > 0 && o == nil {
-			o = l.items[0]
-			l.items = l.items[1:]
+			// What names a failing workload goes first: digest edits
+			// before other edits, root posts (a digest, a card, an
+			// incident) before thread commentary; each kind in order.
+			first := KindRoot
+			if id == editLane {
+				first = KindDigest
+			}
+			i := max(0, slices.IndexFunc(l.items, func(o *op) bool { return o.kind == first }))
+			o = l.items[i]
+			l.items = slices.Delete(l.items, i, i+1)
 			q.queued--
 			if o.cancelled.Load() {
 				o.finish(context.Canceled)
@@ -378,7 +446,7 @@ func (q *Queue) runLane(id string, l *lane) {
 		do := o.do
 		q.mu.Unlock()
 
-		if id != "" && q.interval > 0 && spent >= q.burst {
+		if id != "" && id != editLane && q.interval > 0 && spent >= q.burst {
 			if wait := time.Until(last.Add(q.interval)); wait > 0 && !q.sleep(wait) {
 				o.finish(ErrQueueClosed)
 				continue
@@ -391,6 +459,51 @@ func (q *Queue) runLane(id string, l *lane) {
 		o.finish(err)
 		q.mu.Unlock()
 	}
+}
+
+// waitEditBudget waits until the edit lane's next write fits in the
+// chat.update budget: a digest edit may use all of it, other edits leave
+// the last quarter to digests, so a storm's naming never waits behind the
+// edits of cards and resolved messages. It re-checks while waiting, as a
+// digest edit may arrive meanwhile. False when the queue closed first.
+// The edit lane sends one call at a time, so no other call is in flight.
+func (q *Queue) waitEditBudget(l *lane) bool {
+	for {
+		q.mu.Lock()
+		if q.editLimit <= 0 {
+			q.mu.Unlock()
+			return true
+		}
+		now := time.Now()
+		cut := 0
+		for cut < len(q.editDone) && now.Sub(q.editDone[cut]) >= q.editWindow {
+			cut++
+		}
+		q.editDone = q.editDone[cut:]
+		limit := q.editLimit
+		if !slices.ContainsFunc(l.items, func(o *op) bool { return o.kind == KindDigest }) {
+			limit -= q.editLimit / 4
+		}
+		if len(q.editDone) < max(limit, 1) {
+			q.mu.Unlock()
+			return true
+		}
+		wait := q.editDone[len(q.editDone)-max(limit, 1)].Add(q.editWindow).Sub(now)
+		q.mu.Unlock()
+		if !q.sleep(min(max(wait, time.Millisecond), 250*time.Millisecond)) {
+			return false
+		}
+	}
+}
+
+// editAnswered records that an attempted chat.update was answered (or
+// failed): it counts against the budget until a window after now.
+func (q *Queue) editAnswered() {
+	q.mu.Lock()
+	if q.editLimit > 0 {
+		q.editDone = append(q.editDone, time.Now())
+	}
+	q.mu.Unlock()
 }
 
 // sleep waits d or until the queue closes; false means closed.
@@ -419,9 +532,17 @@ func (q *Queue) send(o *op, do func(ctx context.Context) error) error {
 			// its back later.
 			return context.Canceled
 		}
+		if isEdit(o.kind) && attempt > 1 && !q.waitEditBudget(&lane{items: []*op{o}}) {
+			return ErrQueueClosed
+		}
 		actx, cancel := context.WithTimeout(q.ctx, q.attemptTO)
 		err := do(actx)
 		cancel()
+		if errors.Is(err, errUnchanged) {
+			err = nil // nothing was sent
+		} else if isEdit(o.kind) {
+			q.editAnswered()
+		}
 		if err == nil {
 			q.metrics.Sent(o.method)
 			return nil
@@ -433,6 +554,7 @@ func (q *Queue) send(o *op, do func(ctx context.Context) error) error {
 		switch class {
 		case errRateLimited:
 			q.metrics.RateLimited(o.method, wait)
+
 			q.log.Info("slack rate limited; waiting", "method", o.method, "channel", o.lane, "retry_after", wait)
 			if !q.sleep(wait) {
 				return ErrQueueClosed

@@ -253,6 +253,7 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 	case len(inc.Pods) == 0:
 		if inc.State == StateOpen {
 			w.drop(ks)
+			w.forget(ctx, inc)
 			return 0, nil
 		}
 		ready, err := w.inputs.workloadReady(ctx, inc.Key)

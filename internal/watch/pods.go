@@ -40,6 +40,7 @@ func (w *Watcher) syncPod(ctx context.Context, podKey string) error {
 				keys = append(keys, k.String())
 				if w.ensureIncident(k, podKey) {
 					w.log.Debug("incident opened", "key", k.String(), "pod", podKey, "owner", time.Since(began).Round(time.Millisecond))
+					w.announce(ctx, k, podKey)
 				}
 			}
 		}

@@ -60,6 +60,7 @@ type config struct {
 	leaseRenew     time.Duration
 	leaseDuration  int32
 	containerd     ContainerdVersion
+	noNormalEvents bool
 }
 
 func newConfig(opts []Option) *config {
@@ -252,6 +253,14 @@ const (
 // WithContainerdVersion makes the nodes report containerd v (nodeInfo,
 // User-Agent) and write its error texts where they differ. Default:
 // Containerd2.
+// WithoutNormalEvents drops the Normal events (Scheduled, Pulling, Pulled,
+// Created, Started, Killing) and keeps the Warning ones (Failed, BackOff,
+// …). For scale: 100,000 healthy pods would otherwise be half a million
+// event writes the API server must take before the benchmark starts,
+// events the bot never reads (it watches Warning events with reason
+// Failed). Default: every event, as the kubelet records them.
+func WithoutNormalEvents() Option { return func(c *config) { c.noNormalEvents = true } }
+
 func WithContainerdVersion(v ContainerdVersion) Option {
 	return func(c *config) {
 		c.containerd = v

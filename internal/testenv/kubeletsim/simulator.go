@@ -192,13 +192,13 @@ func (s *Simulator) Start(ctx context.Context) error {
 	}
 
 	s.scheduler = s.newBroadcaster(ctx)
-	s.schedRec = s.scheduler.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "default-scheduler"})
+	s.schedRec = s.recorder(s.scheduler.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "default-scheduler"}))
 	s.unscheduled = s.podInformer(fields.OneTermEqualSelector("spec.nodeName", ""))
 	s.addHandlers(s.unscheduled, "")
 	syncs := []cache.InformerSynced{s.unscheduled.HasSynced}
 	for _, n := range s.nodes {
 		n.broadcaster = s.newBroadcaster(ctx)
-		n.recorder = n.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: n.name})
+		n.recorder = s.recorder(n.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: n.name}))
 		n.informer = s.podInformer(fields.OneTermEqualSelector("spec.nodeName", n.name))
 		s.addHandlers(n.informer, n.name)
 		syncs = append(syncs, n.informer.HasSynced)
@@ -356,4 +356,33 @@ func (s *Simulator) statusHook() StatusWriteFunc {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.onWrite
+}
+
+// recorder applies WithoutNormalEvents.
+func (s *Simulator) recorder(r record.EventRecorder) record.EventRecorder {
+	if s.cfg.noNormalEvents {
+		return warningsOnly{r}
+	}
+	return r
+}
+
+// warningsOnly records only Warning events.
+type warningsOnly struct{ record.EventRecorder }
+
+func (w warningsOnly) Event(obj runtime.Object, eventtype, reason, message string) {
+	if eventtype != corev1.EventTypeNormal {
+		w.EventRecorder.Event(obj, eventtype, reason, message)
+	}
+}
+
+func (w warningsOnly) Eventf(obj runtime.Object, eventtype, reason, format string, args ...any) {
+	if eventtype != corev1.EventTypeNormal {
+		w.EventRecorder.Eventf(obj, eventtype, reason, format, args...)
+	}
+}
+
+func (w warningsOnly) AnnotatedEventf(obj runtime.Object, annotations map[string]string, eventtype, reason, format string, args ...any) {
+	if eventtype != corev1.EventTypeNormal {
+		w.EventRecorder.AnnotatedEventf(obj, annotations, eventtype, reason, format, args...)
+	}
 }

@@ -85,6 +85,27 @@ func (e *Emulator) allowPostLocked(channel string) (bool, time.Duration) {
 	return false, time.Duration(max(wait, 1)) * time.Second
 }
 
+// allowUpdateLocked admits a chat.update under the workspace's Tier 3
+// window, or says how long until the oldest call in the window leaves it.
+// Only admitted calls count, as a 429 consumes nothing.
+func (e *Emulator) allowUpdateLocked() (bool, time.Duration) {
+	if e.cfg.updateLimit <= 0 || e.cfg.updateWindow <= 0 {
+		return true, 0
+	}
+	now := time.Now()
+	cut := 0
+	for cut < len(e.updates) && now.Sub(e.updates[cut]) >= e.cfg.updateWindow {
+		cut++
+	}
+	e.updates = e.updates[cut:]
+	if len(e.updates) < e.cfg.updateLimit {
+		e.updates = append(e.updates, now)
+		return true, 0
+	}
+	wait := e.updates[0].Add(e.cfg.updateWindow).Sub(now)
+	return false, time.Duration(max(math.Ceil(wait.Seconds()), 1)) * time.Second
+}
+
 // content validates text and blocks the way chat.postMessage does and
 // returns the stored blocks, or the error response.
 func contentOf(text, blocksParam, attachments string, blocksGiven bool) (json.RawMessage, *apiResponse) {
@@ -174,6 +195,10 @@ func (e *Emulator) chatUpdate(r *apiRequest) apiResponse {
 	}
 	if m.User != e.cfg.botUserID {
 		return errResp("cant_update_message")
+	}
+	if ok, wait := e.allowUpdateLocked(); !ok {
+		return apiResponse{status: http.StatusTooManyRequests, errCode: "ratelimited", retryAfter: wait,
+			body: slackError{Error: "ratelimited"}}
 	}
 	_, blocksGiven := p["blocks"]
 	_, textGiven := p["text"]

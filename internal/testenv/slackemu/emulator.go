@@ -76,6 +76,7 @@ type Emulator struct {
 	idSeq      int64
 
 	buckets map[string]*bucket
+	updates []time.Time // accepted chat.update calls in the current window, oldest first
 	faults  map[string][]Fault
 
 	tickets     map[string]bool // issued, unused websocket tickets

@@ -26,6 +26,16 @@ const (
 	DefaultPostRate  = 1.0
 	DefaultPostBurst = 3
 
+	// DefaultUpdateLimit and DefaultUpdateWindow are chat.update's Tier 3
+	// limit: "50+ per minute", counted per method per workspace per app,
+	// in per-minute windows (https://api.slack.com/docs/rate-limits,
+	// https://docs.slack.dev/apis/web-api/rate-limits; chat.update is Tier 3
+	// in Slack's own java-slack-sdk MethodsRateLimits; facts/slack.md §5).
+	// The emulator holds the app to exactly 50 in any sliding 60 s window,
+	// which is no more lenient than a fixed per-minute window ever is.
+	DefaultUpdateLimit  = 50
+	DefaultUpdateWindow = time.Minute
+
 	// DefaultPingInterval is how often the emulator sends WebSocket PING
 	// frames. slack-go reconnects when it sees none for 30 s.
 	DefaultPingInterval = 5 * time.Second
@@ -57,6 +67,8 @@ type config struct {
 	botName           string
 	postRate          float64
 	postBurst         int
+	updateLimit       int
+	updateWindow      time.Duration
 	pingInterval      time.Duration
 	ackTimeout        time.Duration
 	disconnectGrace   time.Duration
@@ -79,6 +91,8 @@ func defaultConfig() config {
 		botName:           DefaultBotName,
 		postRate:          DefaultPostRate,
 		postBurst:         DefaultPostBurst,
+		updateLimit:       DefaultUpdateLimit,
+		updateWindow:      DefaultUpdateWindow,
 		pingInterval:      DefaultPingInterval,
 		ackTimeout:        DefaultAckTimeout,
 		disconnectGrace:   DefaultDisconnectGrace,
@@ -120,6 +134,15 @@ func WithBot(appID, userID, botID, name string) Option {
 // DefaultPostBurst.
 func WithPostRate(perSecond float64, burst int) Option {
 	return func(c *config) { c.postRate, c.postBurst = perSecond, max(burst, 1) }
+}
+
+// WithUpdateRate limits chat.update to limit calls in any sliding window
+// of length window for the whole workspace (Slack's Tier 3: 50 per
+// minute); beyond that the call answers HTTP 429 with Retry-After, the
+// seconds until the oldest call in the window leaves it. limit <= 0
+// disables the limit. Default: DefaultUpdateLimit per DefaultUpdateWindow.
+func WithUpdateRate(limit int, window time.Duration) Option {
+	return func(c *config) { c.updateLimit, c.updateWindow = limit, window }
 }
 
 // WithPingInterval sets how often WebSocket PING frames are sent.

@@ -791,3 +791,76 @@ func TestResponseURLUsesAreLimited(t *testing.T) {
 		t.Fatalf("response_url calls = %+v", calls)
 	}
 }
+
+// chat.update is Tier 3: 50 per minute for the whole workspace, whatever
+// the channel; the 51st answers 429 with Retry-After, a refused call does
+// not count, and the window slides.
+func TestUpdateTier3Answers429WithRetryAfter(t *testing.T) {
+	ctx := testCtx(t)
+	t.Run("default 50 per minute across channels", func(t *testing.T) {
+		emu := newEmu(t, slackemu.WithPostRate(0, 1))
+		api := botAPI(emu)
+		var tss [2]string
+		for i, ch := range []string{chAlerts, chOther} {
+			_, ts, err := api.PostMessageContext(ctx, ch, slack.MsgOptionText("root", false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tss[i] = ts
+		}
+		for i := range slackemu.DefaultUpdateLimit {
+			ch, ts := chAlerts, tss[0]
+			if i%2 == 1 {
+				ch, ts = chOther, tss[1]
+			}
+			if _, _, _, err := api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText(fmt.Sprint("edit ", i), false)); err != nil {
+				t.Fatalf("edit %d within the minute's budget: %v", i, err)
+			}
+		}
+		_, _, _, err := api.UpdateMessageContext(ctx, chAlerts, tss[0], slack.MsgOptionText("one too many", false))
+		var rl *slack.RateLimitedError
+		if !errors.As(err, &rl) || rl.RetryAfter < time.Second || rl.RetryAfter > time.Minute {
+			t.Fatalf("want *slack.RateLimitedError with 1s ≤ RetryAfter ≤ 60s, got %T %v", err, err)
+		}
+		if n := emu.RateLimited(); n != 1 {
+			t.Fatalf("RateLimited() = %d, want 1", n)
+		}
+		if m, _ := emu.Message(chAlerts, tss[0]); m.Text == "one too many" {
+			t.Fatal("a rate-limited edit was applied")
+		}
+		// Posting is a different method with its own limit.
+		if _, _, err := api.PostMessageContext(ctx, chAlerts, slack.MsgOptionText("still posts", false)); err != nil {
+			t.Fatalf("post after chat.update ran out: %v", err)
+		}
+	})
+	t.Run("the window slides", func(t *testing.T) {
+		emu := newEmu(t, slackemu.WithPostRate(0, 1), slackemu.WithUpdateRate(2, time.Second))
+		api := botAPI(emu)
+		_, ts, err := api.PostMessageContext(ctx, chAlerts, slack.MsgOptionText("root", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit := func() error {
+			_, _, _, err := api.UpdateMessageContext(ctx, chAlerts, ts, slack.MsgOptionText("edit", false))
+			return err
+		}
+		for i := range 2 {
+			if err := edit(); err != nil {
+				t.Fatalf("edit %d: %v", i, err)
+			}
+		}
+		var rl *slack.RateLimitedError
+		if err := edit(); !errors.As(err, &rl) || rl.RetryAfter != time.Second {
+			t.Fatalf("third edit within the window: want 429 Retry-After 1s, got %v", err)
+		}
+		// Refused calls do not count: once the first two leave the window,
+		// two more are admitted. Poll rather than sleep a guessed time.
+		deadline := time.Now().Add(30 * time.Second)
+		for edit() != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("chat.update never admitted again after the window passed")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
