@@ -257,7 +257,7 @@ func (b *bridge) toSlack(_ context.Context, inc watch.Incident) slackapp.Inciden
 	out := slackapp.Incident{
 		ID: inc.ID, Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name,
 		Container: inc.Key.Container, Image: inc.Key.Image, Pods: inc.Pods, State: string(inc.State),
-		Diagnosis: inc.Diagnosis, Ref: inc.NotifyRef,
+		Diagnosis: inc.Diagnosis, Ref: inc.NotifyRef, PostID: inc.Posting,
 	}
 	if inc.State == watch.StateFixing {
 		out.FixingBy = inc.By

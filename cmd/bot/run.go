@@ -79,6 +79,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		defer app.Close()
 		b.app = app
 		notifier = b
+		opts = append(opts, watch.WithFixResume(b.resumeFixes))
 		if cfg.AppToken != "" {
 			// Slack hands each Socket Mode event to one open connection, so
 			// only the leader holds one: it moves with leadership.

@@ -51,6 +51,12 @@ type Incident struct {
 	ProvenSecrets []string
 	// Ref is where the root message is ("channel:ts"), "" before it is posted.
 	Ref string
+	// PostID names the root post under way: Opened puts it in the
+	// message's metadata, so FindPosted can find the message after a crash
+	// (history.go).
+	PostID string
+	// Fix is the approved fix a previous leader left under way (ResumeFix).
+	Fix *PendingFix
 }
 
 // Workload renders "deployment/ui-new".
@@ -397,7 +403,7 @@ type Group struct {
 // details reply is logged, never an error: the root is what pages.
 func (a *App) Opened(ctx context.Context, inc Incident) (string, error) {
 	in := a.messageInput(inc, StateOpen)
-	ref, err := a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(in))
+	ref, err := a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(in), a.incidentMetadata(inc))
 	if err != nil {
 		return ref, err
 	}
@@ -415,6 +421,11 @@ func (a *App) postDetails(ctx context.Context, ref string, m Message) {
 	a.detailsMu.Lock()
 	replyTS, edit := a.details[ref]
 	a.detailsMu.Unlock()
+	if edit && replyTS == "" {
+		// A root adopted after a restart whose details reply is there,
+		// at a ts this process does not know (history.go): leave it.
+		return
+	}
 	var err error
 	if edit {
 		err = a.queue.Do(ctx, KindEdit, channel, Ref(channel, replyTS), "chat.update", func(ctx context.Context) error {
@@ -453,7 +464,7 @@ func (a *App) OpenedGroup(ctx context.Context, g Group) (string, error) {
 		}
 	}
 	in := GroupInput{Cluster: a.cfg.Cluster, GroupID: g.ID, Diagnosis: g.Diagnosis, Workloads: g.Workloads}
-	ref, err := a.postRoot(ctx, channel, RenderGroup(in))
+	ref, err := a.postRoot(ctx, channel, RenderGroup(in), nil)
 	if err != nil {
 		return ref, err
 	}
@@ -461,13 +472,17 @@ func (a *App) OpenedGroup(ctx context.Context, g Group) (string, error) {
 	return ref, nil
 }
 
-func (a *App) postRoot(ctx context.Context, channel string, m Message) (string, error) {
+func (a *App) postRoot(ctx context.Context, channel string, m Message, meta *slack.SlackMetadata) (string, error) {
 	if channel == "" {
 		return "", errors.New("slackapp: no channel configured (DefaultChannel is empty)")
 	}
+	opts := m.MsgOptions()
+	if meta != nil {
+		opts = append(opts, slack.MsgOptionMetadata(*meta))
+	}
 	var ts string
 	err := a.queue.Do(ctx, KindRoot, channel, "", "chat.postMessage", func(ctx context.Context) error {
-		_, t, err := a.web.PostMessageContext(ctx, channel, m.MsgOptions()...)
+		_, t, err := a.web.PostMessageContext(ctx, channel, opts...)
 		if err == nil {
 			ts = t
 		}

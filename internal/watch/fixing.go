@@ -10,7 +10,7 @@ func (w *Watcher) ClearFixing(ctx context.Context, id string) error {
 		if inc.State != StateFixing {
 			return false, nil
 		}
-		inc.State, inc.By = StateNotified, ""
+		inc.State, inc.By, inc.Fix = StateNotified, "", nil
 		return true, nil
 	})
 }

@@ -80,6 +80,15 @@ type Incident struct {
 	By string `json:"by,omitempty"`
 	// Changed is when the state last changed.
 	Changed time.Time `json:"changed,omitzero"`
+	// Posting is the id of a root message being posted (its message
+	// metadata carries it), persisted before the post: after a crash
+	// between the post and the state write, the message is found again
+	// instead of posted twice (reconcile.go). "" when no post is under way.
+	Posting string `json:"posting,omitempty"`
+	// Fix is the approved fix being applied (state fixing), persisted
+	// before anything is changed: a restart finds it and says what
+	// became of it (reconcile.go).
+	Fix *FixIntent `json:"fix,omitempty"`
 }
 
 // IncidentID is the incident's short stable ID: the first 10 hex digits of

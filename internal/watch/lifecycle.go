@@ -328,7 +328,7 @@ func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, d
 	if gk, ok := w.groupKeyOf(&d, inc.Key); ok {
 		return w.notifyGrouped(ctx, ks, prev, inc, gk, detected)
 	}
-	ref, err := w.notify.Opened(ctx, inc)
+	ref, err := w.postOnce(ctx, ks, inc)
 	if err != nil {
 		w.metrics.Error("notify")
 		return fmt.Errorf("notify %s: %w", ks, err)

@@ -54,12 +54,16 @@ type record struct {
 	// (candidate ID → image) without probing again.
 	Cause      diagnose.Cause       `json:"cause,omitempty"`
 	Candidates []diagnose.Candidate `json:"candidates,omitempty"`
+	// Posting and Fix are intents written before a Slack post or a patch
+	// (see Incident; reconcile.go).
+	Posting string     `json:"posting,omitempty"`
+	Fix     *FixIntent `json:"fix,omitempty"`
 }
 
 func recordOf(inc Incident) record {
 	r := record{
 		ID: inc.ID, Key: inc.Key, State: inc.State, Ref: inc.NotifyRef, Group: inc.GroupID, By: inc.By,
-		Opened: inc.Opened, Changed: inc.Changed, Until: inc.SnoozedUntil,
+		Opened: inc.Opened, Changed: inc.Changed, Until: inc.SnoozedUntil, Posting: inc.Posting, Fix: inc.Fix,
 	}
 	if inc.Diagnosis != nil {
 		r.Cause, r.Candidates = inc.Diagnosis.Cause, inc.Diagnosis.Candidates
@@ -73,7 +77,7 @@ func recordOf(inc Incident) record {
 func (r record) incident() Incident {
 	inc := Incident{
 		ID: r.ID, Key: r.Key, State: r.State, NotifyRef: r.Ref, GroupID: r.Group, By: r.By,
-		Opened: r.Opened, Changed: r.Changed, SnoozedUntil: r.Until,
+		Opened: r.Opened, Changed: r.Changed, SnoozedUntil: r.Until, Posting: r.Posting, Fix: r.Fix,
 	}
 	if r.Cause != "" {
 		d := &diagnose.Diagnosis{

@@ -153,6 +153,7 @@ type Watcher struct {
 	groupWindow    time.Duration
 	leader         *LeaderConfig
 	onLeading      func(context.Context)
+	resume         func(context.Context, []Incident) // reconcile.go
 
 	stateNS, stateName string
 	stateTTL           time.Duration
@@ -410,6 +411,7 @@ func (w *Watcher) lead(ctx context.Context) {
 	w.mu.Unlock()
 	w.leading.Store(true)
 	defer w.leading.Store(false)
+	w.resumeFixes(ctx) // before the workers: a resumed fix is not also "resolved" by them
 	w.log.Info("leading: syncing incidents", "restored", restored, "took", time.Since(began).Round(time.Millisecond))
 	if w.onLeading != nil {
 		go w.onLeading(ctx)
