@@ -112,6 +112,12 @@ type world struct {
 	// say how that node reaches each registry host of mirrors.
 	realNode bool
 	routes   map[string]node.Route
+	// emuOpts configure the Slack emulator (its tokens, signing secret,
+	// request URLs).
+	emuOpts []slackemu.Option
+	// httpAddr, when set, runs the chart's Slack HTTP mode (the emulator's
+	// signing secret) with the bot listening there.
+	httpAddr string
 }
 
 // newE2E renders the chart with Slack on, creates its ServiceAccount, RBAC
@@ -144,7 +150,7 @@ func newE2E(t *testing.T, w world) *e2e {
 		ensureNamespace(t, admin, ns)
 	}
 
-	emu, err := slackemu.New()
+	emu, err := slackemu.New(w.emuOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +179,11 @@ func newE2E(t *testing.T, w world) *e2e {
 		},
 		// The one Slack setting a real install never needs: where Slack is.
 		"extraEnv": []any{map[string]any{"name": "PULLFIX_SLACK_API_URL", "value": emu.APIURL()}},
+	}
+	if w.httpAddr != "" {
+		sl := values["slack"].(map[string]any)
+		sl["mode"], sl["signingSecret"] = "http", emu.SigningSecret()
+		delete(sl, "appToken")
 	}
 	objs, err := h.Render(ctx, release, e.system, values)
 	if err != nil {
@@ -224,8 +235,9 @@ func newE2E(t *testing.T, w world) *e2e {
 			t.Fatalf("the chart's Deployment sets %s=%q, want %q", k, got, want)
 		}
 	}
-	if e.env["PULLFIX_STATE_CONFIGMAP"] == "" || e.env["PULLFIX_SLACK_BOT_TOKEN"] == "" || e.env["PULLFIX_SLACK_APP_TOKEN"] == "" {
-		t.Fatal("the chart's Deployment sets no state ConfigMap or Slack tokens")
+	if e.env["PULLFIX_STATE_CONFIGMAP"] == "" || e.env["PULLFIX_SLACK_BOT_TOKEN"] == "" ||
+		(e.env["PULLFIX_SLACK_APP_TOKEN"] == "") == (w.httpAddr == "") || (e.env["PULLFIX_SLACK_SIGNING_SECRET"] == "") == (w.httpAddr == "") {
+		t.Fatal("the chart's Deployment sets no state ConfigMap or not the Slack tokens of its mode")
 	}
 
 	// What a pod gets from where it runs rather than from the chart: the
@@ -245,6 +257,9 @@ func newE2E(t *testing.T, w world) *e2e {
 	}
 	e.env["PULLFIX_KUBECONFIG"] = kubeconfig
 	e.env["PULLFIX_LISTEN_ADDR"] = "127.0.0.1:0"
+	if w.httpAddr != "" {
+		e.env["PULLFIX_LISTEN_ADDR"] = w.httpAddr
+	}
 	// The first post waits for the probe (loopback answers in ms), so a
 	// loaded CI machine cannot turn it into a kubelet-only post plus an edit.
 	e.env["PULLFIX_DIAGNOSIS_BUDGET"] = "30s"
