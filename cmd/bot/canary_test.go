@@ -290,10 +290,12 @@ func canaryRun(t *testing.T, mode string) {
 		"the Deployment": func() (any, error) {
 			return e.admin.AppsV1().Deployments(e.ns).Get(ctx, "ui-new", metav1.GetOptions{})
 		},
-		"the ReplicaSets":     func() (any, error) { return e.admin.AppsV1().ReplicaSets(e.ns).List(ctx, metav1.ListOptions{}) },
-		"the pods":            func() (any, error) { return e.admin.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}) },
-		"the bot's Events":    func() (any, error) { return e.admin.CoreV1().Events(e.system).List(ctx, metav1.ListOptions{}) },
-		"the state ConfigMap": func() (any, error) { return e.admin.CoreV1().ConfigMaps(e.system).Get(ctx, e.env["PULLFIX_STATE_CONFIGMAP"], metav1.GetOptions{}) },
+		"the ReplicaSets":  func() (any, error) { return e.admin.AppsV1().ReplicaSets(e.ns).List(ctx, metav1.ListOptions{}) },
+		"the pods":         func() (any, error) { return e.admin.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}) },
+		"the bot's Events": func() (any, error) { return e.admin.CoreV1().Events(e.system).List(ctx, metav1.ListOptions{}) },
+		"the state ConfigMap": func() (any, error) {
+			return e.admin.CoreV1().ConfigMaps(e.system).Get(ctx, e.env["PULLFIX_STATE_CONFIGMAP"], metav1.GetOptions{})
+		},
 	}
 	for name, read := range objs {
 		o, err := read()

@@ -124,7 +124,9 @@ func crashPoints() []crashPoint {
 				q := r.URL.Query()
 				return r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/"+k.e.ns+"/deployments" &&
 					q.Get("watch") == "true" && strings.Contains(q.Get("fieldSelector"), "metadata.name=ui-new") &&
-					p.saw(func(s string) bool { return strings.HasPrefix(s, "PATCH "+k.deploymentPath()) && !strings.Contains(s, "dryRun") })
+					p.saw(func(s string) bool {
+						return strings.HasPrefix(s, "PATCH "+k.deploymentPath()) && !strings.Contains(s, "dryRun")
+					})
 			}).reached
 		}},
 		{name: "between the patch and the message edit", replicas: 1, arm: func(k *killWorld) <-chan struct{} {

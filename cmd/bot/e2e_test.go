@@ -235,8 +235,9 @@ func newE2E(t *testing.T, w world) *e2e {
 			t.Fatalf("the chart's Deployment sets %s=%q, want %q", k, got, want)
 		}
 	}
+	httpMode := w.httpAddr != ""
 	if e.env["PULLFIX_STATE_CONFIGMAP"] == "" || e.env["PULLFIX_SLACK_BOT_TOKEN"] == "" ||
-		(e.env["PULLFIX_SLACK_APP_TOKEN"] == "") == (w.httpAddr == "") || (e.env["PULLFIX_SLACK_SIGNING_SECRET"] == "") == (w.httpAddr == "") {
+		(e.env["PULLFIX_SLACK_APP_TOKEN"] != "") == httpMode || (e.env["PULLFIX_SLACK_SIGNING_SECRET"] != "") != httpMode {
 		t.Fatal("the chart's Deployment sets no state ConfigMap or not the Slack tokens of its mode")
 	}
 
