@@ -205,6 +205,9 @@ func killAt(t *testing.T, c crashPoint) {
 		e.click(t, approverID, root, parseBlocks(t, root.Blocks).button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage))
 	} else {
 		root = e.waitRoot(t)
+		// Settled (the post recorded), so the click's state write is the
+		// one under way when the bot is killed.
+		e.waitState(t, slackapp.Ref(channelID, root.TS), watch.StateNotified)
 		set := parseBlocks(t, root.Blocks).button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage)
 		clicked := make(chan error, 1)
 		go func() {
