@@ -2,6 +2,7 @@ package watch
 
 import (
 	"encoding/json"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -37,5 +38,31 @@ func TestIntentsSurviveTheStateRecord(t *testing.T) {
 	}
 	if !(FixIntent{Action: "add_secret"}).AddsSecret() || (FixIntent{Action: "set_image"}).AddsSecret() {
 		t.Error("AddsSecret")
+	}
+}
+
+// TestUnpostedIntentAgesOut: an open record — a post intent whose
+// incident's pods went away before the post was confirmed — is dropped
+// after the TTL like a closed one, unless its incident is active.
+func TestUnpostedIntentAgesOut(t *testing.T) {
+	s := newStateStore(nil, "ns", "state", slog.Default())
+	now := time.Now()
+	old := testRecord(1, StateOpen, now.Add(-2*DefaultStateTTL))
+	old.Posting = "p1"
+	active := testRecord(2, StateOpen, now.Add(-2*DefaultStateTTL))
+	recent := testRecord(3, StateOpen, now.Add(-time.Minute))
+	for _, r := range []record{old, active, recent} {
+		s.put(r)
+	}
+	s.mu.Lock()
+	s.pruneLocked(map[string]bool{active.ID: true})
+	s.mu.Unlock()
+	if _, ok := s.get(old.ID); ok {
+		t.Error("an old open record with no active incident was kept")
+	}
+	for _, r := range []record{active, recent} {
+		if _, ok := s.get(r.ID); !ok {
+			t.Errorf("record %s dropped", r.Key.Name)
+		}
 	}
 }

@@ -237,7 +237,9 @@ func (s *stateStore) len() int {
 func (s *stateStore) pruneLocked(active map[string]bool) {
 	now := s.now()
 	for id, r := range s.recs {
-		if r.State.closed() && !active[id] && now.Sub(r.Changed) > s.ttl {
+		// An open record is an intent to post (reconcile.go) whose pods
+		// went away: it ages out like a closed one.
+		if (r.State.closed() || r.State == StateOpen) && !active[id] && now.Sub(r.Changed) > s.ttl {
 			s.dropLocked(id)
 		}
 	}
