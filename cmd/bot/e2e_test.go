@@ -1527,8 +1527,13 @@ func TestDoubleClickPatchesOnce(t *testing.T) {
 	set := parseBlocks(t, root.Blocks).button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage)
 	gen := e.deployment(t, "ui-new").Generation
 
+	// The first click is acknowledged once it is recorded, and the message
+	// then turns to "fixing" without the button: hold that edit, as a
+	// person's second click races it in Slack, until both clicks are in.
+	edit := e.emu.HoldCall("chat.update", false, nil)
 	e.click(t, approverID, root, set)
 	e.click(t, approverID, root, set)
+	edit.Release()
 	e.waitReady(t, "ui-new", goodImage)
 	waitSlack(t, e.emu, 30*time.Second, "the second click's answer", func() bool {
 		for _, m := range e.emu.Ephemerals(approverID) {
