@@ -17,11 +17,17 @@ import (
 // (FindPosted) instead of posting it again.
 const IncidentEventType = "pullfix_incident"
 
-// historyPages bounds how far back FindPosted reads: the message it looks
-// for was posted after the incident opened (the oldest bound), so a few
-// pages of a busy channel are plenty; conversations.history is rate
-// limited (Tier 3, and far lower for apps outside the Marketplace).
-const historyPages = 5
+// historyPage and historyPages bound how far back FindPosted reads: the
+// message it looks for was posted after the incident opened (the oldest
+// bound), so about a hundred messages of a busy channel are plenty.
+// conversations.history is Tier 3, and for apps outside the Slack
+// Marketplace (since 2025-05-29) one call a minute of at most 15 messages
+// (https://api.slack-gov.com/changelog/2025-05-terms-rate-limit-update-and-faq):
+// pages of 15 work for both, the queue waiting out a 429's Retry-After.
+const (
+	historyPage  = 15
+	historyPages = 7
+)
 
 // incidentMetadata is the metadata of an incident's root message.
 func (a *App) incidentMetadata(inc Incident) *slack.SlackMetadata {
@@ -40,7 +46,7 @@ func (a *App) FindPosted(ctx context.Context, inc Incident, opened time.Time) (s
 		return "", nil
 	}
 	channel := a.cfg.ChannelFor(inc.Namespace)
-	params := &slack.GetConversationHistoryParameters{ChannelID: channel, Limit: 100, IncludeAllMetadata: true}
+	params := &slack.GetConversationHistoryParameters{ChannelID: channel, Limit: historyPage, IncludeAllMetadata: true}
 	if !opened.IsZero() {
 		params.Oldest = strconv.FormatInt(opened.Add(-time.Minute).Unix(), 10) + ".000000"
 	}

@@ -2,9 +2,14 @@ package slackapp
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 )
 
 // recordingIncidents records the approved fix (FixRecorder) and, while
@@ -64,10 +69,10 @@ func TestFixClickAckedOnceRecorded(t *testing.T) {
 
 // TestFindPostedAndAdopt: a root posted with a post id is found in the
 // channel's history by incident and post id (not by another post id or
-// another cluster's), and adopting it edits it without a second details
-// reply.
+// another cluster's), pages back when the channel moved on, and adopting it
+// edits it without a second details reply.
 func TestFindPostedAndAdopt(t *testing.T) {
-	e := newEnv(t, envOpts{noStart: true})
+	e := newEnv(t, envOpts{noStart: true, emu: []slackemu.Option{slackemu.WithPostRate(0, 0)}})
 	inc, err := e.incs.Incident(e.ctx, "inc-default")
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +81,12 @@ func TestFindPostedAndAdopt(t *testing.T) {
 	ref, err := e.app.Opened(e.ctx, inc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A busy channel: the root is beyond the first page of history.
+	for i := range 2 * historyPage {
+		if _, _, err := e.api.PostMessageContext(e.ctx, chDefault, slack.MsgOptionText(fmt.Sprintf("later %d", i), false)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A fresh process: it knows nothing of the post.
 	fresh := New(e.api, e.app.cfg, e.app.deps, WithLogger(testLogger(t)))
@@ -106,8 +117,8 @@ func TestFindPostedAndAdopt(t *testing.T) {
 		}
 	}
 	root, _ := e.emu.Message(ch, ts)
-	if details != 1 || len(root.Edits) != 1 || len(e.emu.Messages(ch)) != 1 {
-		t.Errorf("after adoption: %d details replies, root edited %d times, %d roots; want 1, 1, 1", details, len(root.Edits), len(e.emu.Messages(ch)))
+	if details != 1 || len(root.Edits) != 1 || len(e.emu.Messages(ch)) != 1+2*historyPage {
+		t.Errorf("after adoption: %d details replies, root edited %d times, %d roots; want 1, 1, %d", details, len(root.Edits), len(e.emu.Messages(ch)), 1+2*historyPage)
 	}
 }
 
