@@ -61,16 +61,65 @@ type PostFinder interface {
 // newPostID is a short random id naming one root post.
 func newPostID() string { return strings.ToLower(rand.Text()[:12]) }
 
-// postOnce posts inc's root message at most once across crashes: it
-// persists a post id before the post and, when a persisted post id is
-// found on the incident (a crash came between an earlier post and its
-// state write), looks for that message before posting again.
-func (w *Watcher) postOnce(ctx context.Context, ks string, inc Incident) (string, error) {
+// postIntent is a new post id being made durable (persisted with the
+// incident) while the incident is diagnosed, so the write costs the first
+// message no time of its own in the common case.
+type postIntent struct {
+	id   string
+	done chan error // the write's outcome, once
+	used bool       // a post was attempted with it: it must stay until its reference is known
+}
+
+// beginPost starts writing a new post id for the incident at ks. It
+// returns nil when no intent is needed (a Notifier that cannot find its
+// posts, no persistent state) or when the incident carries a post id from
+// before a restart, which postOnce must look for first.
+func (w *Watcher) beginPost(ctx context.Context, ks string, inc Incident) *postIntent {
+	if _, ok := w.notify.(PostFinder); !ok || !w.store.persistent() || inc.Posting != "" {
+		return nil
+	}
+	w.mu.Lock()
+	e := w.incidents[ks]
+	if e == nil || e.ID != inc.ID || e.Posting != "" {
+		w.mu.Unlock()
+		return nil
+	}
+	pi := &postIntent{id: newPostID(), done: make(chan error, 1)}
+	// The state it is persisted in is the incident's current one (open, or
+	// snoozed and waking), so a restart posts — or finds — it again.
+	e.Posting = pi.id
+	snap := e.snapshot()
+	w.mu.Unlock()
+	go func() { pi.done <- w.persist(ctx, snap) }()
+	return pi
+}
+
+// endPost forgets a post id no post was attempted with (the diagnosis
+// failed, or the incident joined a storm group's message): nothing can
+// have been posted under it.
+func (w *Watcher) endPost(ks, id string, pi *postIntent) {
+	if pi == nil || pi.used {
+		return
+	}
+	<-pi.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e := w.incidents[ks]; e != nil && e.ID == id && e.Posting == pi.id {
+		e.Posting = ""
+	}
+}
+
+// postOnce posts inc's root message at most once across crashes: the post
+// id (beginPost's, or one written now) is durable before the post, and
+// when the incident carries a post id from before a restart (a crash came
+// between an earlier post and its state write) that message is looked for
+// before posting again.
+func (w *Watcher) postOnce(ctx context.Context, ks string, inc Incident, pi *postIntent) (string, error) {
 	finder, ok := w.notify.(PostFinder)
 	if !ok || !w.store.persistent() {
 		return w.notify.Opened(ctx, inc)
 	}
-	if inc.Posting != "" {
+	if pi == nil && inc.Posting != "" {
 		ref, err := finder.FindPosted(ctx, inc)
 		if err != nil {
 			// Posting now could post twice; the item is retried.
@@ -86,23 +135,32 @@ func (w *Watcher) postOnce(ctx context.Context, ks string, inc Incident) (string
 			return ref, nil
 		}
 	}
-	// The intent: a new post id, durable before the post. Its state is the
-	// incident's current one (open, or snoozed and waking), so a restart
-	// posts — or finds — it again.
-	id := newPostID()
-	w.mu.Lock()
-	e := w.incidents[ks]
-	if e == nil || e.ID != inc.ID {
+	if pi == nil {
+		// Not found, or the incident changed since beginPost: a new
+		// intent, written now.
+		id := newPostID()
+		w.mu.Lock()
+		e := w.incidents[ks]
+		if e == nil || e.ID != inc.ID {
+			w.mu.Unlock()
+			return w.notify.Opened(ctx, inc)
+		}
+		e.Posting = id
+		intent := e.snapshot()
 		w.mu.Unlock()
-		return w.notify.Opened(ctx, inc)
+		if err := w.persist(ctx, intent); err != nil {
+			return "", fmt.Errorf("recording the post before making it: %w", err)
+		}
+		inc.Posting = id
+	} else {
+		if err := <-pi.done; err != nil {
+			pi.done <- err // endPost reads it again
+			return "", fmt.Errorf("recording the post before making it: %w", err)
+		}
+		pi.done <- nil
+		pi.used = true
+		inc.Posting = pi.id
 	}
-	e.Posting = id
-	intent := e.snapshot()
-	w.mu.Unlock()
-	if err := w.persist(ctx, intent); err != nil {
-		return "", fmt.Errorf("recording the post before making it: %w", err)
-	}
-	inc.Posting = id
 	ref, err := w.notify.Opened(ctx, inc)
 	if err != nil {
 		return "", err
