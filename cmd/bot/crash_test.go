@@ -17,6 +17,7 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/proc"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
 // crashPoint is one place in the runbook's fix where the bot is killed.
@@ -272,14 +273,14 @@ func killAt(t *testing.T, c crashPoint) {
 		t.Errorf("generation %d → %d, want exactly one patch", dep.Generation, d.Generation)
 	}
 	cause := "pullfix: image " + badImage + " → " + goodImage + ", approved by <@" + approverID + "> (Slack)"
-	if got := d.Annotations[watch.ChangeCauseAnnotation]; got != cause {
+	if got := d.Annotations[fix.ChangeCauseAnnotation]; got != cause {
 		t.Errorf("change-cause %q, want %q", got, cause)
 	}
 	var audit []string
 	poll(t, 30*time.Second, "the audit Event", func(ctx context.Context) (bool, error) {
 		audit = audit[:0]
 		for _, ev := range e.events(t, dep.UID) {
-			if ev.Reason == watch.ReasonImageUpdated {
+			if ev.Reason == fix.ReasonImageUpdated {
 				for range max(ev.Count, 1) {
 					audit = append(audit, ev.Message)
 				}

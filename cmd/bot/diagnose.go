@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/watch"
 )
 
@@ -46,34 +44,12 @@ func runDiagnose(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return code
 	}
 	incs, err := watch.DiagnoseWorkload(ctx, env.cs, env.diag, env.log, env.cfg.Cluster, *ns, wl)
-	if errors.Is(err, watch.ErrWorkloadNotFound) {
-		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
-		return 1
-	}
 	if err != nil {
 		fmt.Fprintf(stderr, "bot diagnose: %v\n", err)
 		return 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if incs == nil {
-			incs = []watch.Incident{}
-		}
-		if err := enc.Encode(incs); err != nil {
-			return 1
-		}
-		return 0
-	}
-	if len(incs) == 0 {
-		fmt.Fprintf(stdout, "✅ %s in %s: no container is failing to pull its image\n", wl, *ns)
-		return 0
-	}
-	for _, inc := range incs {
-		var b strings.Builder
-		k := inc.Key
-		writeDiagnosis(&b, fmt.Sprintf("%s/%s %s, container %s, cluster %s", k.Namespace, k.Kind, k.Name, k.Container, k.Cluster), len(inc.Pods), *inc.Diagnosis)
-		io.WriteString(stdout, b.String())
+	if err := console.PrintDiagnoses(stdout, wl.String()+" in "+*ns, incs, *asJSON); err != nil {
+		return 1
 	}
 	return 0
 }

@@ -57,6 +57,7 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
 const (
@@ -1091,7 +1092,7 @@ func seedRunbook(t *testing.T, e *e2e) {
 		t.Errorf("image %q, want exactly %q", img, goodImage)
 	}
 	cause := "pullfix: image " + badImage + " → " + goodImage + ", approved by <@" + approverID + "> (Slack)"
-	if got := d.Annotations[watch.ChangeCauseAnnotation]; got != cause {
+	if got := d.Annotations[fix.ChangeCauseAnnotation]; got != cause {
 		t.Errorf("Deployment change-cause %q, want %q", got, cause)
 	}
 
@@ -1107,14 +1108,14 @@ func seedRunbook(t *testing.T, e *e2e) {
 		}
 		for _, rs := range rss.Items {
 			if metav1.IsControlledBy(&rs, dep) && rs.Spec.Template.Spec.Containers[0].Image == goodImage {
-				return rs.Annotations[watch.ChangeCauseAnnotation] == cause && rs.Annotations["deployment.kubernetes.io/revision"] == "2", nil
+				return rs.Annotations[fix.ChangeCauseAnnotation] == cause && rs.Annotations["deployment.kubernetes.io/revision"] == "2", nil
 			}
 		}
 		return false, nil
 	})
 	var audit []string
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			audit = append(audit, ev.Message)
 		}
 	}
@@ -1392,12 +1393,12 @@ func TestNonApproverClickPatchesNothing(t *testing.T) {
 	}
 
 	after := e.deployment(t, "ui-new")
-	if after.Generation != before.Generation || after.Spec.Template.Spec.Containers[0].Image != badImage || after.Annotations[watch.ChangeCauseAnnotation] != "" {
+	if after.Generation != before.Generation || after.Spec.Template.Spec.Containers[0].Image != badImage || after.Annotations[fix.ChangeCauseAnnotation] != "" {
 		t.Errorf("the Deployment changed: generation %d → %d, image %q, change-cause %q",
-			before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image, after.Annotations[watch.ChangeCauseAnnotation])
+			before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image, after.Annotations[fix.ChangeCauseAnnotation])
 	}
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			t.Errorf("an ImageUpdated Event was recorded: %q", ev.Message)
 		}
 	}
@@ -1506,7 +1507,7 @@ func TestStaleApprovalRefused(t *testing.T) {
 		t.Errorf("the Deployment changed: image %q, generation %d → %d", img, before.Generation, after.Generation)
 	}
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			t.Errorf("an ImageUpdated Event was recorded: %q", ev.Message)
 		}
 	}
@@ -1548,7 +1549,7 @@ func TestDoubleClickPatchesOnce(t *testing.T) {
 	}
 	n := 0
 	for _, ev := range e.events(t, dep.UID) {
-		if ev.Reason == watch.ReasonImageUpdated {
+		if ev.Reason == fix.ReasonImageUpdated {
 			n += int(max(ev.Count, 1))
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -66,18 +65,4 @@ func usage(w io.Writer) {
   bot explain --jsonl < in.jsonl         one JSON diagnosis per input line {"message","reason"}
   bot version                            print the version
 `)
-}
-
-// newLogger returns the process logger: text on a terminal, JSON otherwise,
-// at the level of PULLFIX_LOG_LEVEL (debug, info, warn, error; default info).
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

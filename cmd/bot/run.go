@@ -7,19 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/slack-go/slack"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 
+	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/kubeclient"
+	"github.com/pullfix/pullfix/internal/ops"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/leader"
 )
 
 func init() {
@@ -41,45 +40,43 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cfg, log := env.cfg, env.log
 	reg := prometheus.NewRegistry()
 	metrics := watch.NewMetrics(reg)
+	patcher, err := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: PULLFIX_ROLLOUT_DEADLINE: %v\n", err)
+		return 2
+	}
 	opts := []watch.Option{
 		watch.WithCluster(cfg.Cluster), watch.WithNamespaces(cfg.Namespaces...), watch.WithLogger(log), watch.WithMetrics(metrics),
-		watch.WithDiagnosisBudget(cfg.DiagnosisBudget),
+		watch.WithDiagnosisBudget(cfg.DiagnosisBudget), watch.WithPatcher(patcher),
 		// Diagnoses wait on registries (a black hole holds one for the whole
-		// probe timeout) and posts wait on Slack's per-channel pace: with
-		// watch's default of 4 workers, a storm queues behind a few slow
-		// ones (hack/bench). Workers are goroutines; 16 cost nothing.
+		// probe timeout), posts on Slack's pace: with the default 4 workers a
+		// storm queues behind a few slow ones (hack/bench); 16 cost nothing.
 		watch.WithWorkers(16),
 	}
 	if cfg.PodNamespace != "" {
 		opts = append(opts, watch.WithStateConfigMap(cfg.PodNamespace, cfg.StateConfigMap))
 	}
 	if cfg.LeaderElection {
-		opts = append(opts, watch.WithLeaderElection(watch.LeaderConfig{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
+		opts = append(opts, watch.WithLeaderElection(leader.Config{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	patcher := watch.NewPatcher(env.cs, watch.WithPatcherLogger(log), watch.WithRolloutDeadline(cfg.RolloutDeadline))
-
-	var notifier watch.Notifier
-	var b *bridge
+	// b.w is set once the watcher exists, before Run (so before any call).
+	b := &bridge{cluster: cfg.Cluster, log: log}
+	var notifier watch.Notifier = b
 	extra := map[string]http.Handler{}
 	if cfg.BotToken == "" {
 		// People read text on a terminal; a pipe or a log collector gets JSON lines.
-		human := false
-		if f, ok := stdout.(*os.File); ok {
-			human = readerIsTerminal(f)
-		}
-		notifier = newConsole(stdout, human)
+		notifier = console.New(stdout, console.IsTerminal(stdout))
 	} else {
-		b = newBridge(nil, patcher, env.cs, env.diag, env.prober, cfg, log)
-		b.metrics = metrics
-		app, err := newSlackApp(ctx, cfg, b, log, newSlackMetrics(reg))
+		if cfg.PullSecretProbing {
+			opts = append(opts, watch.WithPullSecretSearch(env.prober))
+		}
+		app, err := newSlackApp(ctx, cfg, b, log, slackapp.NewPrometheusMetrics(reg))
 		if err != nil {
 			fmt.Fprintf(stderr, "bot: %v\n", err)
 			return 1
 		}
 		defer app.Close()
 		b.app = app
-		notifier = b
-		opts = append(opts, watch.WithFixResume(b.resumeFixes))
 		if cfg.AppToken != "" {
 			// Slack hands each Socket Mode event to one open connection, so
 			// only the leader holds one: it moves with leadership.
@@ -93,13 +90,15 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 	}
 	if cfg.Pprof {
-		addPprof(extra)
+		ops.AddPprof(extra)
 	}
-	w := watch.New(env.cs, env.diag, notifier, opts...)
-	if b != nil {
-		b.w = w
+	w, err := watch.New(env.cs, env.diag, notifier, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: %v\n", err)
+		return 2
 	}
-	addr, err := serveOps(ctx, cfg.ListenAddr, reg, probes{ready: w.HasSynced}, extra, log)
+	b.w = w
+	addr, err := ops.Serve(ctx, cfg.ListenAddr, reg, w.HasSynced, extra, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: PULLFIX_LISTEN_ADDR %s: %v\n", cfg.ListenAddr, err)
 		return 1
@@ -119,27 +118,17 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return 0
 }
 
-// newSlackApp connects to Slack (checking the bot token with auth.test, so
-// a bad token is a clear start-up error) and builds the app around b.
+// newSlackApp connects to Slack and builds the app around b.
 func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m slackapp.Metrics) (*slackapp.App, error) {
-	opts := []slack.Option{}
-	if cfg.AppToken != "" {
-		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
-	}
-	if cfg.SlackAPIURL != "" {
-		opts = append(opts, slack.OptionAPIURL(cfg.SlackAPIURL))
-	}
-	api := slack.New(cfg.BotToken, opts...)
-	who, err := api.AuthTestContext(ctx)
+	api, err := slackapp.Dial(ctx, cfg.BotToken, cfg.AppToken, cfg.SlackAPIURL, log)
 	if err != nil {
-		return nil, fmt.Errorf("Slack refused PULLFIX_SLACK_BOT_TOKEN (auth.test): %v", err)
+		return nil, fmt.Errorf("PULLFIX_SLACK_BOT_TOKEN: %w", err)
 	}
-	log.Info("connected to Slack", "team", who.Team, "bot", who.User)
 	policy, err := slackapp.ParseApprovers(cfg.Approvers)
 	if err != nil {
 		return nil, fmt.Errorf("PULLFIX_SLACK_APPROVERS: %w", err)
 	}
-	channels, err := parsePairs(cfg.Channels)
+	channels, err := slackapp.ParseChannels(cfg.Channels)
 	if err != nil {
 		return nil, fmt.Errorf("PULLFIX_SLACK_CHANNELS: %w", err)
 	}
@@ -148,24 +137,6 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
 	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers},
 		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3))), nil
-}
-
-// parsePairs parses "a=x,b=y" (namespace=channel).
-func parsePairs(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("%q is not NAMESPACE=CHANNEL", part)
-		}
-		out[k] = v
-	}
-	return out, nil
 }
 
 // runEnv is what every cluster-facing subcommand needs.
@@ -186,13 +157,8 @@ func setup(stderr io.Writer) (runEnv, int) {
 		fmt.Fprintln(stderr, err)
 		return runEnv{}, 2
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	// client-go reports through klog (leader election, a reflector's
-	// forbidden or failed watch): send that through the same logger, so
-	// the log is one format (JSON lines for collectors) and RBAC denials
-	// are not lost on a side channel.
-	klog.SetSlogLogger(log)
-	cs, where, err := kubeClient(cfg.Kubeconfig)
+	log := ops.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	cs, where, err := kubeclient.New(cfg.Kubeconfig, "pullfix/"+version)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return runEnv{}, 1
@@ -203,45 +169,6 @@ func setup(stderr io.Writer) (runEnv, int) {
 		return runEnv{}, 2
 	}
 	return runEnv{cfg: cfg, log: log, cs: cs, where: where, prober: p, diag: d}, 0
-}
-
-// kubeClient connects the way kubectl would: in-cluster when running in a
-// pod, else the given path, $KUBECONFIG, ~/.kube/config. It says which.
-func kubeClient(path string) (kubernetes.Interface, string, error) {
-	var cfg *rest.Config
-	var where string
-	if path == "" {
-		if c, err := rest.InClusterConfig(); err == nil {
-			cfg, where = c, "in-cluster"
-		}
-	}
-	if cfg == nil {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		if path != "" {
-			rules.ExplicitPath = path
-		}
-		c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-		if err != nil {
-			return nil, "", fmt.Errorf("no Kubernetes connection: %w (set PULLFIX_KUBECONFIG or KUBECONFIG, or run `make run` for the local demo cluster)", err)
-		}
-		cfg, where = c, rules.GetDefaultFilename()
-		if path != "" {
-			where = path
-		}
-	}
-	cfg.UserAgent = "pullfix/" + version
-	if cfg.QPS == 0 && cfg.Burst == 0 {
-		// client-go's default (5 QPS, burst 10) turns a storm of 50 new
-		// incidents — an owner GET, a Deployment GET and a ReplicaSet list
-		// each — into tens of seconds of client-side throttling before the
-		// first post (hack/bench). Reads happen only when something fails.
-		cfg.QPS, cfg.Burst = 50, 100
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, "", fmt.Errorf("kubernetes client: %w", err)
-	}
-	return cs, where, nil
 }
 
 // newDiagnoser builds the registry prober and diagnoser from configuration.

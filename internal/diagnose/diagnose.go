@@ -180,22 +180,12 @@ func probeable(c Cause, image string) bool {
 	return true
 }
 
-// Cause families used to combine the kubelet's view with the probe's.
-func notFound(c Cause) bool {
-	return c == RepoNotFound || c == TagNotFound || c == DigestNotFound || c == ImageNotFound || c == NotFoundOrUnauthorized
-}
-
-func authCause(c Cause) bool {
-	return c == Unauthorized || c == AccessDenied || c == CredentialsExpired || c == NotFoundOrUnauthorized
-}
-
-func networkCause(c Cause) bool {
-	return c == DNSFailure || c == NetworkTimeout || c == ConnectionRefused
-}
-
-func connectCause(c Cause) bool {
-	return networkCause(c) || c == TLSError || c == HTTPVsHTTPS
-}
+// Cause families used to combine the kubelet's view with the probe's
+// (see families.go).
+func notFound(c Cause) bool     { return c.NotFound() }
+func authCause(c Cause) bool    { return c.Credentials() }
+func networkCause(c Cause) bool { return c.Network() }
+func connectCause(c Cause) bool { return c.Connect() }
 
 // combine settles the cause from the kubelet's cause k and the probe.
 // The kubelet saw the node's side (its network, its credentials, its

@@ -80,8 +80,7 @@ func (m Mirrors) clone() Mirrors {
 // image written "nginx".
 func normalizeRegistry(host string) string {
 	host = strings.ToLower(strings.TrimSpace(host))
-	switch host {
-	case "docker.io", "registry-1.docker.io", "index.docker.io":
+	if NormalizeHost(host) == "docker.io" {
 		return name.DefaultRegistry
 	}
 	return host

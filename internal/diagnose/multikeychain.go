@@ -30,13 +30,7 @@ type MultiKeychain interface {
 const maxAlternatives = 8
 
 // authRefused reports a refusal another credential might overcome.
-func authRefused(c Cause) bool {
-	switch c {
-	case Unauthorized, AccessDenied, CredentialsExpired, NotFoundOrUnauthorized:
-		return true
-	}
-	return false
-}
+func authRefused(c Cause) bool { return c.Credentials() }
 
 // otherCredentials calls try with each further credential kc offers for
 // res, skipping first and duplicates, until try returns true. Keychain

@@ -112,9 +112,14 @@ func looksLikeHost(s string) bool {
 	return s == "localhost" || strings.ContainsAny(s, ".:")
 }
 
-// registryOf returns the registry host an image is pulled from, normalised
-// as the kubelet and containerd do: Docker Hub short names and its legacy
-// host names become "docker.io". It returns "" when ref names nothing.
+// RegistryHost returns the registry host an image is pulled from,
+// normalised as the kubelet and containerd do: Docker Hub short names and
+// its legacy host names become "docker.io". It returns "" when ref names
+// nothing. It is pullfix's one registry-host normalisation: grouping,
+// rendering, pull-secret matching and mirrors all go through it (or
+// NormalizeHost for a bare host).
+func RegistryHost(ref string) string { return registryOf(ref) }
+
 func registryOf(ref string) string {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
@@ -137,15 +142,19 @@ func registryOf(ref string) string {
 	return "docker.io"
 }
 
-// normaliseHost maps Docker Hub's several host names to the one Kubernetes
-// users see in image references.
-func normaliseHost(h string) string {
-	switch strings.ToLower(h) {
-	case "index.docker.io", "registry-1.docker.io", "docker.io":
+// NormalizeHost maps Docker Hub's several host names (index.docker.io,
+// registry-1.docker.io, registry.hub.docker.com, any case) to the one
+// Kubernetes users see in image references, "docker.io"; other hosts are
+// returned as given.
+func NormalizeHost(h string) string {
+	switch strings.ToLower(strings.TrimSpace(h)) {
+	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com", "docker.io":
 		return "docker.io"
 	}
 	return h
 }
+
+func normaliseHost(h string) string { return NormalizeHost(h) }
 
 // isDigestRef reports whether a reference pins a digest: the runtime then
 // pulls by digest and ignores any tag.

@@ -38,9 +38,10 @@ type Incident struct {
 	Image string
 	// Pods are the failing pods (names within Namespace).
 	Pods []string
-	// State is the lifecycle state ("open", "notified", "fixing",
-	// "resolved", "dismissed", "snoozed").
-	State string
+	// State is the message state the incident is in (open, fixing,
+	// resolved, dismissed, snoozed); "" means open. The caller maps its own
+	// lifecycle onto these.
+	State State
 	// FixingBy is the Slack user id of the approver whose fix is under way.
 	FixingBy string
 	// Diagnosis is the latest diagnosis; its Candidates are the only images
@@ -55,8 +56,6 @@ type Incident struct {
 	// message's metadata, so FindPosted can find the message after a crash
 	// (history.go).
 	PostID string
-	// Fix is the approved fix a previous leader left under way (ResumeFix).
-	Fix *PendingFix
 }
 
 // Workload renders "deployment/ui-new".
@@ -96,10 +95,12 @@ type Incidents interface {
 	Incident(ctx context.Context, id string) (Incident, error)
 	// List returns the open incidents (all namespaces when namespace is "").
 	List(ctx context.Context, namespace string) ([]Incident, error)
-	// MarkFixing records that approver started a fix; it is the guard
-	// against a double click and returns *FixInProgressError when a fix is
-	// already under way.
-	MarkFixing(ctx context.Context, id, approver string) error
+	// MarkFixing records that fix.By approved fix and it is starting; it
+	// is the guard against a double click and returns *FixInProgressError
+	// when a fix is already under way. The fix is recorded with the mark
+	// (durably, in cmd/bot: the watcher's state), so a restart can say what
+	// became of it (ResumeFix).
+	MarkFixing(ctx context.Context, id string, fix PendingFix) error
 	// ClearFixing undoes MarkFixing after a fix that was refused or failed,
 	// so the incident can be fixed again.
 	ClearFixing(ctx context.Context, id string) error
@@ -158,6 +159,16 @@ type Fixer interface {
 	// FollowRollout watches the workload until its pods are ready with the
 	// new image or a deadline passes, calling progress on each change.
 	FollowRollout(ctx context.Context, incidentID string, progress func(RolloutProgress)) (RolloutResult, error)
+}
+
+// ApproverName is how a Slack approver appears in a fix's change-cause
+// and audit Event (the approver a Fixer records): the user id in mention
+// form, which Slack renders as the name.
+func ApproverName(user string) string {
+	if user == "" {
+		return ""
+	}
+	return "<@" + user + "> (Slack)"
 }
 
 // OnDemand diagnoses a workload now, for /pullfix NAME.

@@ -65,7 +65,7 @@ func runbookIncident(id, ns string) Incident {
 		Confidence: diagnose.ConfidenceHigh,
 	}
 	return Incident{ID: id, Namespace: ns, Kind: "Deployment", Name: "ui-new", Container: "ui", Image: brokenImage,
-		Pods: []string{"ui-new-7d9f8-abcde"}, State: "notified", Diagnosis: d}
+		Pods: []string{"ui-new-7d9f8-abcde"}, State: StateOpen, Diagnosis: d}
 }
 
 // memIncidents is the bot's incident state, in memory (the watcher's, in
@@ -124,13 +124,13 @@ func (s *memIncidents) List(_ context.Context, ns string) ([]Incident, error) {
 	return out, nil
 }
 
-func (s *memIncidents) MarkFixing(_ context.Context, id, approver string) error {
+func (s *memIncidents) MarkFixing(_ context.Context, id string, fix PendingFix) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if by, ok := s.fixing[id]; ok {
 		return &FixInProgressError{By: by}
 	}
-	s.fixing[id] = approver
+	s.fixing[id] = fix.By
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 
 	"github.com/slack-go/slack"
 )
@@ -114,7 +113,7 @@ func (a *App) runList(ctx context.Context, cmd slack.SlashCommand, c Command) {
 	in := ListInput{Cluster: a.cfg.Cluster, Namespace: c.Namespace}
 	for _, inc := range incs {
 		it := ListItem{IncidentID: inc.ID, Namespace: inc.Namespace, Kind: inc.Kind, Name: inc.Name,
-			Container: inc.Container, Image: inc.Image, State: renderState(inc.State), PodCount: len(inc.Pods)}
+			Container: inc.Container, Image: inc.Image, State: inc.messageState(), PodCount: len(inc.Pods)}
 		if inc.Diagnosis != nil {
 			it.Cause = inc.Diagnosis.Cause
 		}
@@ -519,7 +518,7 @@ func (a *App) messageInput(inc Incident, state State) MessageInput {
 		ProvenSecrets: inc.ProvenSecrets, State: state,
 	}
 	if in.State == "" {
-		in.State = renderState(inc.State)
+		in.State = inc.messageState()
 	}
 	if inc.Diagnosis != nil {
 		in.Diagnosis = *inc.Diagnosis
@@ -530,21 +529,13 @@ func (a *App) messageInput(inc Incident, state State) MessageInput {
 	return in
 }
 
-// renderState maps the watcher's lifecycle words to the message states.
-func renderState(s string) State {
-	switch strings.ToLower(s) {
-	case "fixing":
-		return StateFixing
-	case "resolved":
-		return StateResolved
-	case "dismissed":
-		return StateDismissed
-	case "snoozed":
-		return StateSnoozed
-	case "still_failing":
-		return StateStillFailing
+// messageState is the state the incident's message shows: its own, open
+// when it has none.
+func (i Incident) messageState() State {
+	if i.State == "" {
+		return StateOpen
 	}
-	return StateOpen
+	return i.State
 }
 
 func (a *App) threadUpdate(inc Incident, ev UpdateEvent, actor string, set func(*ThreadUpdate)) ThreadUpdate {

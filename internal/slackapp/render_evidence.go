@@ -149,7 +149,7 @@ func evidenceLine(d diagnose.Diagnosis, image string) string {
 	if d.Certainty == diagnose.CertaintyRegistry {
 		for _, p := range d.Probes {
 			host, repo, ping := stepTarget(p.Request)
-			if reg := registryOf(image); reg != "" {
+			if reg := diagnose.RegistryHost(image); reg != "" {
 				// A mirror answers for the registry: name the one in
 				// the image (the details show the mirror's requests).
 				host = reg
@@ -204,19 +204,6 @@ func keyWords(s string, n int) string {
 		tail = tail[i+2:]
 	}
 	return "…" + tail
-}
-
-// registryOf is the registry host of an image reference ("docker.io"
-// when the reference names none), "" for an empty one.
-func registryOf(image string) string {
-	if image == "" {
-		return ""
-	}
-	first, _, ok := strings.Cut(image, "/")
-	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
-		return first
-	}
-	return "docker.io"
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

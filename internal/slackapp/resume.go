@@ -23,20 +23,10 @@ type PendingFix struct {
 	Applied bool
 }
 
-// FixRecorder is implemented by Incidents that persist the approved fix
-// with the fixing mark (cmd/bot's bridge, over the watcher's state), so a
-// restart can resume or answer it. Without it, MarkFixing is used.
-type FixRecorder interface {
-	MarkFixingFor(ctx context.Context, id string, fix PendingFix) error
-}
-
-// markFixing is the double-click guard, recording the approved fix where
-// the Incidents can.
+// markFixing is the double-click guard, recording the approved fix with
+// the mark.
 func (a *App) markFixing(ctx context.Context, c click, target string) error {
-	if r, ok := a.deps.Incidents.(FixRecorder); ok {
-		return r.MarkFixingFor(ctx, c.inc.ID, PendingFix{Action: c.value.Action, Arg: c.value.Arg, Target: target, By: c.user})
-	}
-	return a.deps.Incidents.MarkFixing(ctx, c.inc.ID, c.user)
+	return a.deps.Incidents.MarkFixing(ctx, c.inc.ID, PendingFix{Action: c.value.Action, Arg: c.value.Arg, Target: target, By: c.user})
 }
 
 // ResumeFix answers an approved fix that a previous process (or leader)

@@ -12,22 +12,22 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 )
 
-// recordingIncidents records the approved fix (FixRecorder) and, while
-// gate is open, holds MarkFixingFor: a state write that has not returned.
+// recordingIncidents records the approved fix and, while gate is open,
+// holds MarkFixing: a state write that has not returned.
 type recordingIncidents struct {
 	*memIncidents
 	entered chan PendingFix
 	gate    chan struct{}
 }
 
-func (r *recordingIncidents) MarkFixingFor(ctx context.Context, id string, fix PendingFix) error {
+func (r *recordingIncidents) MarkFixing(ctx context.Context, id string, fix PendingFix) error {
 	r.entered <- fix
 	select {
 	case <-r.gate:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return r.MarkFixing(ctx, id, fix.By)
+	return r.memIncidents.MarkFixing(ctx, id, fix)
 }
 
 // TestFixClickAckedOnceRecorded: a fix click is acknowledged only once the
@@ -48,7 +48,7 @@ func TestFixClickAckedOnceRecorded(t *testing.T) {
 			select {
 			case fix = <-rec.entered:
 			case <-time.After(10 * time.Second):
-				t.Fatal("the click did not reach MarkFixingFor")
+				t.Fatal("the click did not reach MarkFixing")
 			}
 			select {
 			case err := <-acked:
@@ -130,10 +130,10 @@ func TestResumeFix(t *testing.T) {
 	e := newEnv(t, envOpts{noStart: true})
 	ch, ts := e.open("inc-default")
 	inc, _ := e.incs.Incident(e.ctx, "inc-default")
-	if err := e.incs.MarkFixing(e.ctx, inc.ID, alice); err != nil {
+	fix := PendingFix{Action: ActionSetImage, Arg: "c1", Target: fixedImage, By: alice}
+	if err := e.incs.MarkFixing(e.ctx, inc.ID, fix); err != nil {
 		t.Fatal(err)
 	}
-	fix := PendingFix{Action: ActionSetImage, Arg: "c1", Target: fixedImage, By: alice}
 	e.app.ResumeFix(e.ctx, inc, fix)
 	if got, _ := e.incs.Incident(e.ctx, inc.ID); got.FixingBy != "" {
 		t.Errorf("still fixing by %q after a fix found not applied", got.FixingBy)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -22,16 +21,17 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
+	"github.com/pullfix/pullfix/internal/watch/creds"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
 
 const approver = "@alice (U123)"
 
-// botRules is everything the Patcher needs, and nothing more: in
+// botRules is everything the fix.Patcher needs, and nothing more: in
 // particular no list on secrets and no update (only patch).
 var botRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"get", "list", "watch", "patch"}},
@@ -117,7 +117,7 @@ func eventsFor(t *testing.T, e *env, kind, name, reason string) []corev1.Event {
 // it proves nothing.)
 func writtenByBot(obj metav1.Object) bool {
 	for _, mf := range obj.GetManagedFields() {
-		if mf.Manager == DefaultFieldManager {
+		if mf.Manager == fix.DefaultFieldManager {
 			return true
 		}
 	}
@@ -140,7 +140,7 @@ func (e *env) getDeployment(name string) *appsv1.Deployment {
 func TestFixRunbook(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e), WithRolloutDeadline(2*time.Minute))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(2*time.Minute))
 	e.deployment("ui-new", badImage, 1)
 	key := waitIncident(t, e, Workload{Kind: "Deployment", Name: "ui-new"})
 	if key.Image != badImage || key.Container != "ui" {
@@ -148,7 +148,7 @@ func TestFixRunbook(t *testing.T) {
 	}
 
 	began := time.Now()
-	res, err := p.SetImage(ctx, FixRequest{Key: key, NewImage: goodImage, Approver: approver})
+	res, err := p.SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,15 +162,15 @@ func TestFixRunbook(t *testing.T) {
 		t.Errorf("image %q, want exactly %q", img, goodImage)
 	}
 	wantCause := "pullfix: image " + badImage + " → " + goodImage + ", approved by " + approver
-	if got := d.Annotations[ChangeCauseAnnotation]; got != wantCause {
+	if got := d.Annotations[fix.ChangeCauseAnnotation]; got != wantCause {
 		t.Errorf("change-cause %q, want %q", got, wantCause)
 	}
 	if !writtenByBot(d) {
-		t.Errorf("no managedFields entry for %q: %+v", DefaultFieldManager, d.ManagedFields)
+		t.Errorf("no managedFields entry for %q: %+v", fix.DefaultFieldManager, d.ManagedFields)
 	}
 
-	var updates []RolloutStatus
-	st, err := p.FollowRollout(ctx, key, func(s RolloutStatus) { updates = append(updates, s) })
+	var updates []fix.RolloutStatus
+	st, err := p.FollowRollout(ctx, key, func(s fix.RolloutStatus) { updates = append(updates, s) })
 	if err != nil {
 		t.Fatalf("follow: %v (status %+v)", err, st)
 	}
@@ -191,13 +191,13 @@ func TestFixRunbook(t *testing.T) {
 	}
 	history := map[string]string{}
 	for _, rs := range rss.Items {
-		history[rs.Annotations["deployment.kubernetes.io/revision"]] = rs.Spec.Template.Spec.Containers[0].Image + " | " + rs.Annotations[ChangeCauseAnnotation]
+		history[rs.Annotations["deployment.kubernetes.io/revision"]] = rs.Spec.Template.Spec.Containers[0].Image + " | " + rs.Annotations[fix.ChangeCauseAnnotation]
 	}
 	if history["2"] != goodImage+" | "+wantCause || history["1"] != badImage+" | " {
 		t.Errorf("rollout history %q", history)
 	}
 
-	evs := eventsFor(t, e, "Deployment", "ui-new", ReasonImageUpdated)
+	evs := eventsFor(t, e, "Deployment", "ui-new", fix.ReasonImageUpdated)
 	if len(evs) != 1 {
 		t.Fatalf("%d ImageUpdated events, want 1", len(evs))
 	}
@@ -214,7 +214,7 @@ func TestFixRunbook(t *testing.T) {
 	})
 }
 
-func summaries(sts []RolloutStatus) []string {
+func summaries(sts []fix.RolloutStatus) []string {
 	out := make([]string, len(sts))
 	for i, s := range sts {
 		out[i] = s.Summary
@@ -235,34 +235,34 @@ func TestPatchRefusesStaleImage(t *testing.T) {
 		e.deployment("before", badImage, 1)
 		e.setImage("before", other)
 		gen := e.getDeployment("before").Generation
-		_, err := NewPatcher(bot).SetImage(ctx, FixRequest{Key: key, NewImage: goodImage, Approver: approver})
-		var se *StaleError
-		if !errors.As(err, &se) || se.Container != "ui" || se.Want != badImage || se.Got != other || !errors.Is(err, ErrConflict) {
-			t.Fatalf("err = %v, want *StaleError{ui, %s, %s}", err, badImage, other)
+		_, err := newPatcher(t, bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver})
+		var se *fix.StaleError
+		if !errors.As(err, &se) || se.Container != "ui" || se.Want != badImage || se.Got != other || !errors.Is(err, fix.ErrConflict) {
+			t.Fatalf("err = %v, want *fix.StaleError{ui, %s, %s}", err, badImage, other)
 		}
-		if d := e.getDeployment("before"); d.Generation != gen || writtenByBot(d) || d.Annotations[ChangeCauseAnnotation] != "" {
+		if d := e.getDeployment("before"); d.Generation != gen || writtenByBot(d) || d.Annotations[fix.ChangeCauseAnnotation] != "" {
 			t.Errorf("written: generation %d → %d, annotations %v", gen, d.Generation, d.Annotations)
 		}
 	})
 
 	t.Run("changed between dry run and patch", func(t *testing.T) {
 		e.deployment("during", badImage, 1)
-		p := NewPatcher(bot)
-		p.beforePatch = func() { e.setImage("during", other) }
+		p := newPatcher(t, bot)
+		p.BeforePatch(func() { e.setImage("during", other) })
 		k := key
 		k.Name = "during"
-		_, err := p.SetImage(ctx, FixRequest{Key: k, NewImage: goodImage, Approver: approver})
-		var se *StaleError
+		_, err := p.SetImage(ctx, fix.FixRequest{Key: k, NewImage: goodImage, Approver: approver})
+		var se *fix.StaleError
 		if !errors.As(err, &se) || se.Got != other {
-			t.Fatalf("err = %v, want *StaleError naming %s", err, other)
+			t.Fatalf("err = %v, want *fix.StaleError naming %s", err, other)
 		}
 		d := e.getDeployment("during")
-		if img := d.Spec.Template.Spec.Containers[0].Image; img != other || writtenByBot(d) || d.Annotations[ChangeCauseAnnotation] != "" {
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != other || writtenByBot(d) || d.Annotations[fix.ChangeCauseAnnotation] != "" {
 			t.Errorf("the concurrent edit was overwritten: image %s, annotations %v", img, d.Annotations)
 		}
 	})
 	for _, name := range []string{"before", "during"} {
-		if evs := eventsFor(t, e, "Deployment", name, ReasonImageUpdated); len(evs) != 0 {
+		if evs := eventsFor(t, e, "Deployment", name, fix.ReasonImageUpdated); len(evs) != 0 {
 			t.Errorf("%s: %d ImageUpdated events for a refused fix", name, len(evs))
 		}
 	}
@@ -296,22 +296,22 @@ func TestSecondPatchDoesNothing(t *testing.T) {
 	t.Run("after", func(t *testing.T) {
 		e.deployment("twice", badImage, 1)
 		gen := e.getDeployment("twice").Generation
-		p := NewPatcher(bot)
-		req := FixRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "twice"}, Container: "ui", Image: badImage}, NewImage: goodImage, Approver: approver}
+		p := newPatcher(t, bot)
+		req := fix.FixRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "twice"}, Container: "ui", Image: badImage}, NewImage: goodImage, Approver: approver}
 		if _, err := p.SetImage(ctx, req); err != nil {
 			t.Fatal(err)
 		}
 		first := e.getDeployment("twice")
 		_, err := p.SetImage(ctx, req)
-		var se *StaleError
-		if !errors.As(err, &se) || se.Got != goodImage || !errors.Is(err, ErrConflict) {
-			t.Fatalf("second click: err = %v, want *StaleError (already %s)", err, goodImage)
+		var se *fix.StaleError
+		if !errors.As(err, &se) || se.Got != goodImage || !errors.Is(err, fix.ErrConflict) {
+			t.Fatalf("second click: err = %v, want *fix.StaleError (already %s)", err, goodImage)
 		}
 		second := e.getDeployment("twice")
 		if first.Generation != gen+1 || second.Generation != first.Generation {
 			t.Errorf("generation %d → %d → %d: want one bump", gen, first.Generation, second.Generation)
 		}
-		if evs := eventsFor(t, e, "Deployment", "twice", ReasonImageUpdated); len(evs) != 1 {
+		if evs := eventsFor(t, e, "Deployment", "twice", fix.ReasonImageUpdated); len(evs) != 1 {
 			t.Errorf("%d events, want 1", len(evs))
 		}
 	})
@@ -321,10 +321,10 @@ func TestSecondPatchDoesNothing(t *testing.T) {
 		gen := e.getDeployment("race").Generation
 		// Both clicks pass the re-read and the dry run before either
 		// patches: only the test operation can keep the second out.
-		p := NewPatcher(bot)
+		p := newPatcher(t, bot)
 		b := newBarrier(2)
-		p.beforePatch = b.wait
-		req := FixRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "race"}, Container: "ui", Image: badImage}, NewImage: goodImage, Approver: approver}
+		p.BeforePatch(b.wait)
+		req := fix.FixRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "race"}, Container: "ui", Image: badImage}, NewImage: goodImage, Approver: approver}
 		errs := make([]error, 2)
 		var wg sync.WaitGroup
 		for i := range errs {
@@ -336,7 +336,7 @@ func TestSecondPatchDoesNothing(t *testing.T) {
 			switch {
 			case err == nil:
 				ok++
-			case errors.Is(err, ErrConflict):
+			case errors.Is(err, fix.ErrConflict):
 				conflicts++
 			default:
 				t.Errorf("unexpected error %v", err)
@@ -348,7 +348,7 @@ func TestSecondPatchDoesNothing(t *testing.T) {
 		if d := e.getDeployment("race"); d.Generation != gen+1 {
 			t.Errorf("generation %d → %d, want one bump", gen, d.Generation)
 		}
-		if evs := eventsFor(t, e, "Deployment", "race", ReasonImageUpdated); len(evs) != 1 {
+		if evs := eventsFor(t, e, "Deployment", "race", fix.ReasonImageUpdated); len(evs) != 1 {
 			t.Errorf("%d events, want 1", len(evs))
 		}
 	})
@@ -411,21 +411,21 @@ func TestDryRunCatchesInvalidChange(t *testing.T) {
 	before := e.getDeployment("ui-new")
 
 	key := Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "ui-new"}, Container: "ui", Image: badImage}
-	_, err := NewPatcher(bot).SetImage(ctx, FixRequest{Key: key, NewImage: latest, Approver: approver})
-	var dre *DryRunError
+	_, err := newPatcher(t, bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: latest, Approver: approver})
+	var dre *fix.DryRunError
 	if !errors.As(err, &dre) || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "nothing was written") {
-		t.Fatalf("err = %v, want *DryRunError with the policy's message", err)
+		t.Fatalf("err = %v, want *fix.DryRunError with the policy's message", err)
 	}
 	t.Logf("refused: %v", err)
 	after := e.getDeployment("ui-new")
 	if after.Generation != before.Generation || writtenByBot(after) || after.Spec.Template.Spec.Containers[0].Image != badImage {
 		t.Errorf("written despite the dry run: generation %d → %d, image %s", before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Image)
 	}
-	if evs := eventsFor(t, e, "Deployment", "ui-new", ReasonImageUpdated); len(evs) != 0 {
+	if evs := eventsFor(t, e, "Deployment", "ui-new", fix.ReasonImageUpdated); len(evs) != 0 {
 		t.Errorf("%d events for a change that did not happen", len(evs))
 	}
 	// A pinned image passes the same policy.
-	if _, err := NewPatcher(bot).SetImage(ctx, FixRequest{Key: key, NewImage: goodImage, Approver: approver}); err != nil {
+	if _, err := newPatcher(t, bot).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver}); err != nil {
 		t.Errorf("pinned image: %v", err)
 	}
 }
@@ -435,7 +435,7 @@ func TestDryRunCatchesInvalidChange(t *testing.T) {
 func TestSetImageRefusals(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e))
+	p := newPatcher(t, botClient(t, e))
 	e.deployment("ui-new", badImage, 1)
 	jobTpl := podTemplate("batch", badImage)
 	jobTpl.Spec.RestartPolicy = corev1.RestartPolicyNever
@@ -446,22 +446,22 @@ func TestSetImageRefusals(t *testing.T) {
 	with := func(f func(*Key)) Key { k := dep; f(&k); return k }
 	cases := []struct {
 		name     string
-		req      FixRequest
+		req      fix.FixRequest
 		check    func(error) bool
 		contains string
 	}{
-		{"upper-case repository", FixRequest{Key: dep, NewImage: "public.ecr.aws/aws-containers/Retail-UI:1", Approver: approver},
+		{"upper-case repository", fix.FixRequest{Key: dep, NewImage: "public.ecr.aws/aws-containers/Retail-UI:1", Approver: approver},
 			func(err error) bool { var re *diagnose.ReferenceError; return errors.As(err, &re) }, "upper-case"},
-		{"unrendered template", FixRequest{Key: dep, NewImage: "public.ecr.aws/ui:{{ .Values.tag }}", Approver: approver},
+		{"unrendered template", fix.FixRequest{Key: dep, NewImage: "public.ecr.aws/ui:{{ .Values.tag }}", Approver: approver},
 			func(err error) bool { var re *diagnose.ReferenceError; return errors.As(err, &re) }, "unrendered template"},
-		{"no approver", FixRequest{Key: dep, NewImage: goodImage},
+		{"no approver", fix.FixRequest{Key: dep, NewImage: goodImage},
 			func(err error) bool { return err != nil }, "approver"},
-		{"container gone", FixRequest{Key: with(func(k *Key) { k.Container = "sidecar" }), NewImage: goodImage, Approver: approver},
-			func(err error) bool { var se *StaleError; return errors.As(err, &se) && se.Got == "" }, `no container "sidecar"`},
-		{"workload gone", FixRequest{Key: with(func(k *Key) { k.Name = "ui-old" }), NewImage: goodImage, Approver: approver},
+		{"container gone", fix.FixRequest{Key: with(func(k *Key) { k.Container = "sidecar" }), NewImage: goodImage, Approver: approver},
+			func(err error) bool { var se *fix.StaleError; return errors.As(err, &se) && se.Got == "" }, `no container "sidecar"`},
+		{"workload gone", fix.FixRequest{Key: with(func(k *Key) { k.Name = "ui-old" }), NewImage: goodImage, Approver: approver},
 			func(err error) bool { return errors.Is(err, ErrWorkloadNotFound) }, `"ui-old"`},
-		{"job", FixRequest{Key: with(func(k *Key) { k.Workload = Workload{Kind: "Job", Name: "batch"} }), NewImage: goodImage, Approver: approver},
-			func(err error) bool { var ne *NotPatchableError; return errors.As(err, &ne) }, "immutable"},
+		{"job", fix.FixRequest{Key: with(func(k *Key) { k.Workload = Workload{Kind: "Job", Name: "batch"} }), NewImage: goodImage, Approver: approver},
+			func(err error) bool { var ne *fix.NotPatchableError; return errors.As(err, &ne) }, "immutable"},
 	}
 	before := e.getDeployment("ui-new").Generation
 	for _, c := range cases {
@@ -486,7 +486,7 @@ func TestSetImageRefusals(t *testing.T) {
 func TestSetImageWorkloadKinds(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e), WithRolloutDeadline(90*time.Second), WithDeleteStuckStatefulSetPods(true))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(90*time.Second), fix.WithDeleteStuckStatefulSetPods(true))
 	sel := func(app string) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
 	}
@@ -596,7 +596,7 @@ func TestSetImageWorkloadKinds(t *testing.T) {
 					t.Fatalf("incident key %+v", key)
 				}
 			}
-			res, err := p.SetImage(ctx, FixRequest{Key: key, NewImage: goodImage, Approver: approver})
+			res, err := p.SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: approver})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -606,10 +606,10 @@ func TestSetImageWorkloadKinds(t *testing.T) {
 				t.Errorf("recreated %v (warnings %v), want %q", res.Recreated, res.Warnings, want)
 			}
 			img, ann := c.image()
-			if img != goodImage || !strings.HasPrefix(ann[ChangeCauseAnnotation], "pullfix: image "+badImage+" → "+goodImage) {
+			if img != goodImage || !strings.HasPrefix(ann[fix.ChangeCauseAnnotation], "pullfix: image "+badImage+" → "+goodImage) {
 				t.Errorf("image %q, annotations %v", img, ann)
 			}
-			if evs := eventsFor(t, e, c.wl.Kind, c.wl.Name, ReasonImageUpdated); len(evs) != 1 {
+			if evs := eventsFor(t, e, c.wl.Kind, c.wl.Name, fix.ReasonImageUpdated); len(evs) != 1 {
 				t.Errorf("%d events", len(evs))
 			}
 			st, err := p.FollowRollout(ctx, key, nil)
@@ -625,16 +625,16 @@ func TestSetImageWorkloadKinds(t *testing.T) {
 func TestFollowRolloutDeadline(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e), WithRolloutDeadline(8*time.Second))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(8*time.Second))
 	e.deployment("ui-new", badImage, 2)
 	key := waitIncident(t, e, Workload{Kind: "Deployment", Name: "ui-new"})
 	still := "public.ecr.aws/aws-containers/retail-store-sample-ui:9.9.9"
-	if _, err := p.SetImage(ctx, FixRequest{Key: key, NewImage: still, Approver: approver}); err != nil {
+	if _, err := p.SetImage(ctx, fix.FixRequest{Key: key, NewImage: still, Approver: approver}); err != nil {
 		t.Fatal(err)
 	}
-	var last RolloutStatus
-	st, err := p.FollowRollout(ctx, key, func(s RolloutStatus) { last = s })
-	if !errors.Is(err, ErrRolloutDeadline) || st.Ready {
+	var last fix.RolloutStatus
+	st, err := p.FollowRollout(ctx, key, func(s fix.RolloutStatus) { last = s })
+	if !errors.Is(err, fix.ErrRolloutDeadline) || st.Ready {
 		t.Fatalf("err = %v, status %+v: want the deadline", err, st)
 	}
 	// What the deadline promises: the failing pod by name, its image-pull
@@ -647,7 +647,7 @@ func TestFollowRolloutDeadline(t *testing.T) {
 	}
 	f := st.Failing[0]
 	want := diagnose.Classify(f.Reason, f.Message).Cause
-	if !IsImagePullReason(f.Reason) || f.Image != still || f.Cause != want || want != diagnose.ImageNotFound ||
+	if !workload.IsImagePullReason(f.Reason) || f.Image != still || f.Cause != want || want != diagnose.ImageNotFound ||
 		!strings.Contains(st.Summary, "still failing: "+f.Pod+" "+f.Reason) || !strings.Contains(st.Summary, want.Title()) {
 		t.Errorf("status %+v: want the pod %s, its reason %s and the cause %q named", st, f.Pod, f.Reason, want.Title())
 	}
@@ -664,7 +664,7 @@ func TestFollowRolloutForbidden(t *testing.T) {
 	})
 	e.deployment("ui-new", goodImage, 1)
 	began := time.Now()
-	_, err := NewPatcher(cs, WithRolloutDeadline(time.Minute)).FollowRollout(t.Context(),
+	_, err := newPatcher(t, cs, fix.WithRolloutDeadline(time.Minute)).FollowRollout(t.Context(),
 		Key{Namespace: e.ns, Workload: Workload{Kind: "Deployment", Name: "ui-new"}, Container: "ui", Image: badImage}, nil)
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not list and watch") || time.Since(began) > 45*time.Second {
 		t.Errorf("err = %v after %s, want a prompt forbidden error", err, time.Since(began))
@@ -679,7 +679,7 @@ func TestAddPullSecretFor401(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	bot := botClient(t, e)
-	p := NewPatcher(bot, WithRolloutDeadline(90*time.Second))
+	p := newPatcher(t, bot, fix.WithRolloutDeadline(90*time.Second))
 	reg := registries.New(t, registries.WithBearerAuth(registries.BearerAuth{
 		Users: map[string]string{"ci": "s3cret", "team": "t3am"}, RequireLogin: true,
 	}))
@@ -744,7 +744,7 @@ func TestAddPullSecretFor401(t *testing.T) {
 	}
 	amd64 := diagnose.Platform{OS: "linux", Architecture: "amd64"}
 	began := time.Now()
-	found, err := FindWorkingPullSecrets(ctx, bot, e.ns, image, amd64, prober)
+	found, err := creds.FindWorkingPullSecrets(ctx, bot, e.ns, image, amd64, prober)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -752,16 +752,16 @@ func TestAddPullSecretFor401(t *testing.T) {
 	if strings.Join(found, ",") != "regcred,team-cred" {
 		t.Errorf("working secrets %v, want [regcred team-cred]", found)
 	}
-	if found, err := FindWorkingPullSecrets(ctx, bot, e.ns, image, amd64, prober, WithMaxSecrets(1)); err != nil || strings.Join(found, ",") != "regcred" {
+	if found, err := creds.FindWorkingPullSecrets(ctx, bot, e.ns, image, amd64, prober, creds.WithMaxSecrets(1)); err != nil || strings.Join(found, ",") != "regcred" {
 		t.Errorf("bounded to 1: %v, %v", found, err)
 	}
 
 	for _, bad := range []struct{ secret, says string }{{"opaque", "not a pull secret"}, {"gone", "does not exist"}} {
-		if _, err := p.AddPullSecret(ctx, PullSecretRequest{Key: key, Secret: bad.secret, Approver: approver}); err == nil || !strings.Contains(err.Error(), bad.says) {
+		if _, err := p.AddPullSecret(ctx, fix.PullSecretRequest{Key: key, Secret: bad.secret, Approver: approver}); err == nil || !strings.Contains(err.Error(), bad.says) {
 			t.Errorf("add %s: err = %v, want %q", bad.secret, err, bad.says)
 		}
 	}
-	res, err := p.AddPullSecret(ctx, PullSecretRequest{Key: key, Secret: "regcred", Approver: approver})
+	res, err := p.AddPullSecret(ctx, fix.PullSecretRequest{Key: key, Secret: "regcred", Approver: approver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -772,10 +772,10 @@ func TestAddPullSecretFor401(t *testing.T) {
 	if got := d.Spec.Template.Spec.ImagePullSecrets; len(got) != 2 || got[0].Name != "hub-cred" || got[1].Name != "regcred" {
 		t.Errorf("imagePullSecrets %v, want [hub-cred regcred]", got)
 	}
-	if want := "pullfix: imagePullSecret regcred added for image " + image + ", approved by " + approver; d.Annotations[ChangeCauseAnnotation] != want {
-		t.Errorf("change-cause %q, want %q", d.Annotations[ChangeCauseAnnotation], want)
+	if want := "pullfix: imagePullSecret regcred added for image " + image + ", approved by " + approver; d.Annotations[fix.ChangeCauseAnnotation] != want {
+		t.Errorf("change-cause %q, want %q", d.Annotations[fix.ChangeCauseAnnotation], want)
 	}
-	if evs := eventsFor(t, e, "Deployment", "app", ReasonPullSecretAdded); len(evs) != 1 || !strings.Contains(evs[0].Message, approver) {
+	if evs := eventsFor(t, e, "Deployment", "app", fix.ReasonPullSecretAdded); len(evs) != 1 || !strings.Contains(evs[0].Message, approver) {
 		t.Errorf("events %+v", evs)
 	}
 	st, err := p.FollowRollout(ctx, key, nil)
@@ -784,10 +784,10 @@ func TestAddPullSecretFor401(t *testing.T) {
 	}
 
 	gen := e.getDeployment("app").Generation
-	if _, err := p.AddPullSecret(ctx, PullSecretRequest{Key: key, Secret: "regcred", Approver: approver}); !errors.Is(err, ErrPullSecretPresent) {
-		t.Errorf("second add: err = %v, want ErrPullSecretPresent", err)
+	if _, err := p.AddPullSecret(ctx, fix.PullSecretRequest{Key: key, Secret: "regcred", Approver: approver}); !errors.Is(err, fix.ErrPullSecretPresent) {
+		t.Errorf("second add: err = %v, want fix.ErrPullSecretPresent", err)
 	}
-	if got := e.getDeployment("app").Generation; got != gen || len(eventsFor(t, e, "Deployment", "app", ReasonPullSecretAdded)) != 1 {
+	if got := e.getDeployment("app").Generation; got != gen || len(eventsFor(t, e, "Deployment", "app", fix.ReasonPullSecretAdded)) != 1 {
 		t.Errorf("second add wrote: generation %d → %d", gen, got)
 	}
 }
@@ -798,7 +798,7 @@ func TestAddPullSecretFor401(t *testing.T) {
 func TestAddPullSecretCreatesList(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e))
+	p := newPatcher(t, botClient(t, e))
 	if _, err := e.cs.CoreV1().Secrets(e.ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"registry.example.com":{"auth":"dTpw"}}}`)},
@@ -813,64 +813,20 @@ func TestAddPullSecretCreatesList(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := Key{Namespace: e.ns, Workload: Workload{Kind: "StatefulSet", Name: "db"}, Container: "ui", Image: badImage}
-	if _, err := p.AddPullSecret(ctx, PullSecretRequest{Key: key, Secret: "regcred", Approver: approver}); err != nil {
+	if _, err := p.AddPullSecret(ctx, fix.PullSecretRequest{Key: key, Secret: "regcred", Approver: approver}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := e.cs.AppsV1().StatefulSets(e.ns).Get(ctx, "db", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Spec.Template.Spec.ImagePullSecrets; len(got) != 1 || got[0].Name != "regcred" || s.Annotations[ChangeCauseAnnotation] == "" {
+	if got := s.Spec.Template.Spec.ImagePullSecrets; len(got) != 1 || got[0].Name != "regcred" || s.Annotations[fix.ChangeCauseAnnotation] == "" {
 		t.Errorf("imagePullSecrets %v, annotations %v", got, s.Annotations)
 	}
-	_, err = p.AddPullSecret(ctx, PullSecretRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Pod", Name: "x"}, Container: "ui", Image: badImage}, Secret: "regcred", Approver: approver})
-	var ne *NotPatchableError
+	_, err = p.AddPullSecret(ctx, fix.PullSecretRequest{Key: Key{Namespace: e.ns, Workload: Workload{Kind: "Pod", Name: "x"}, Container: "ui", Image: badImage}, Secret: "regcred", Approver: approver})
+	var ne *fix.NotPatchableError
 	if !errors.As(err, &ne) {
-		t.Errorf("bare pod: err = %v, want *NotPatchableError", err)
-	}
-}
-
-// TestCandidateSecretsBounded (client-go fake: a unit test of the order
-// and the bound): ServiceAccounts' secrets first, "default" first, then
-// pods' by use; never a list of Secrets.
-func TestCandidateSecretsBounded(t *testing.T) {
-	cs := fake.NewClientset(
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "z"}, ImagePullSecrets: []corev1.LocalObjectReference{{Name: "sa-z"}}},
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default"}, ImagePullSecrets: []corev1.LocalObjectReference{{Name: "sa-default"}, {Name: "shared"}}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}, Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "rare"}, {Name: "shared"}}}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "b"}, Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "common"}}}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "c"}, Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "common"}}}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "d"}, Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "elsewhere"}}}},
-	)
-	quiet := slog.New(slog.DiscardHandler)
-	got, err := candidateSecrets(t.Context(), cs, "ns", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "sa-default,shared,sa-z,common,rare"; strings.Join(got, ",") != want {
-		t.Errorf("candidates %v, want %s", got, want)
-	}
-	prober, err := diagnose.NewProber()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.ClearActions()
-	if _, err := FindWorkingPullSecrets(t.Context(), cs, "ns", "registry.example.com/app:1", diagnose.Platform{}, prober, WithMaxSecrets(3), WithFindLogger(quiet)); err != nil {
-		t.Fatal(err)
-	}
-	gets := 0
-	for _, a := range cs.Actions() {
-		if a.GetResource().Resource == "secrets" {
-			if a.GetVerb() != "get" {
-				t.Errorf("%s secrets: only get is allowed", a.GetVerb())
-			}
-			if _, ok := a.(k8stesting.GetAction); ok {
-				gets++
-			}
-		}
-	}
-	if gets != 3 {
-		t.Errorf("%d secrets read, want the bound of 3", gets)
+		t.Errorf("bare pod: err = %v, want *fix.NotPatchableError", err)
 	}
 }
 
@@ -889,7 +845,7 @@ func TestStatefulSetStuckPodsNotDeletedByDefault(t *testing.T) {
 	}
 	poll(t, 60*time.Second, "db-0 failing", func(context.Context) (bool, error) { return len(e.w.Incidents()) == 1, nil })
 	key := e.w.Incidents()[0].Key
-	res, err := NewPatcher(botClient(t, e)).SetImage(ctx, FixRequest{Key: key, NewImage: goodImage, Approver: "@alice"})
+	res, err := newPatcher(t, botClient(t, e)).SetImage(ctx, fix.FixRequest{Key: key, NewImage: goodImage, Approver: "@alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -899,4 +855,63 @@ func TestStatefulSetStuckPodsNotDeletedByDefault(t *testing.T) {
 	if _, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, "db-0", metav1.GetOptions{}); err != nil {
 		t.Errorf("db-0 was deleted without the opt-in: %v", err)
 	}
+}
+
+// TestFixThroughTheWatcher: a click's fix goes through the watcher, which
+// owns the incident: a candidate the diagnosis did not verify is refused
+// before anything is sent, the verified one is patched and followed to
+// ready, and the watcher then posts no "resolved" of its own — the fixer
+// reported it — while the incident closes.
+func TestFixThroughTheWatcher(t *testing.T) {
+	e := newCluster(t)
+	ctx := t.Context()
+	w := e.start(e.rec, WithPatcher(newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(2*time.Minute)))).w
+	e.deployment("ui-new", badImage, 1)
+	var inc Incident
+	poll(t, 60*time.Second, "the incident notified with a candidate", func(context.Context) (bool, error) {
+		for _, o := range e.rec.openedFor("ui-new") {
+			got, _ := w.Incident(o.ID)
+			inc = got
+			return got.NotifyRef != "" && got.Diagnosis != nil && len(got.Diagnosis.Candidates) > 0, nil
+		}
+		return false, nil
+	})
+	cand := inc.Diagnosis.Candidates[0]
+	if cand.Image != goodImage {
+		t.Fatalf("candidate %+v, want %s", cand, goodImage)
+	}
+	if err := w.MarkFixing(ctx, inc.ID, "U0ALICE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.SetImage(ctx, inc.ID, "c-forged", approver); !fix.IsRefusal(err) {
+		t.Fatalf("SetImage of an unverified candidate: %v, want a refusal", err)
+	}
+	if d := e.getDeployment("ui-new"); writtenByBot(d) {
+		t.Fatal("an unverified candidate was written")
+	}
+	res, err := w.SetImage(ctx, inc.ID, cand.ID, approver)
+	if err != nil || res.NewImage != goodImage {
+		t.Fatalf("SetImage = %+v, %v", res, err)
+	}
+	st, d, err := w.FollowFix(ctx, inc.ID, nil)
+	if err != nil || !st.Ready || d != nil {
+		t.Fatalf("FollowFix = %+v, %v, %v; want ready", st, d, err)
+	}
+	poll(t, 60*time.Second, "the incident closed", func(context.Context) (bool, error) {
+		got, _ := w.Incident(inc.ID)
+		return got.State == StateResolved, nil
+	})
+	if _, resolved := e.rec.snapshot(); len(resolved) != 0 {
+		t.Errorf("the watcher posted resolved %+v after the fixer reported it", resolved)
+	}
+}
+
+// newPatcher is fix.NewPatcher for tests: options are the tests' own.
+func newPatcher(t *testing.T, cs kubernetes.Interface, opts ...fix.PatcherOption) *fix.Patcher {
+	t.Helper()
+	p, err := fix.NewPatcher(cs, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

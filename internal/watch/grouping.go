@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/incident"
 )
 
 // DefaultGroupWindow is the widest gap between detections (at one
@@ -45,24 +44,6 @@ const DefaultGroupWindow = 30 * time.Second
 // latest edit of a message.
 const groupUpdateDelay = 100 * time.Millisecond
 
-// groupable are the causes that belong to a registry or to the nodes'
-// path to it rather than to one image: one fix (credentials, network,
-// waiting) mends every workload that shares the registry. Not-found
-// causes, platform mismatches and reference typos are per image and are
-// never grouped.
-var groupable = map[diagnose.Cause]bool{
-	diagnose.Unauthorized:        true,
-	diagnose.AccessDenied:        true,
-	diagnose.CredentialsExpired:  true,
-	diagnose.RateLimited:         true,
-	diagnose.RegistryUnavailable: true,
-	diagnose.DNSFailure:          true,
-	diagnose.NetworkTimeout:      true,
-	diagnose.ConnectionRefused:   true,
-	diagnose.TLSError:            true,
-	diagnose.HTTPVsHTTPS:         true,
-}
-
 // Group is one storm: incidents of one cluster with the same cause at the
 // same registry, detected close together, reported in one message. Each
 // member is still its own incident (own ID, state, diagnosis).
@@ -85,7 +66,7 @@ type Group struct {
 func (g Group) Open() int {
 	n := 0
 	for _, m := range g.Members {
-		if !m.State.closed() {
+		if !m.State.Closed() {
 			n++
 		}
 	}
@@ -117,20 +98,12 @@ func newGroupID() string {
 	return "g" + hex.EncodeToString(b)[:9]
 }
 
-// registryOf returns the registry host of an image reference as the
-// kubelet resolves it (index.docker.io for Docker Hub names).
-func registryOf(image string) string {
-	if ref, err := name.ParseReference(image); err == nil {
-		return ref.Context().RegistryStr()
-	}
-	if host, _, ok := strings.Cut(image, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
-		return host
-	}
-	return name.DefaultRegistry
-}
+// registryOf returns the registry host of an image reference, in
+// diagnose's one normalisation ("docker.io" for Docker Hub names).
+func registryOf(image string) string { return diagnose.RegistryHost(image) }
 
 func (w *Watcher) groupKeyOf(d *diagnose.Diagnosis, k Key) (groupKey, bool) {
-	if w.groupWindow <= 0 || d == nil || !groupable[d.Cause] {
+	if w.groupWindow <= 0 || d == nil || !d.Cause.RegistryWide() {
 		return groupKey{}, false
 	}
 	return groupKey{cluster: k.Cluster, cause: d.Cause, registry: registryOf(k.Image)}, true
@@ -227,7 +200,7 @@ func (w *Watcher) noteDetectionLocked(image string, t time.Time) {
 
 func (w *Watcher) groupOpenLocked(g *group) bool {
 	for ks, e := range w.incidents {
-		if (e.GroupID == g.id || ks == g.seed) && !e.State.closed() {
+		if (e.GroupID == g.id || ks == g.seed) && !e.State.Closed() {
 			return true
 		}
 	}
@@ -245,9 +218,9 @@ func (w *Watcher) groupMembersLocked(g *group) []Incident {
 			seen[e.ID] = true
 		}
 	}
-	for _, r := range w.store.all() {
+	for _, r := range w.store.All() {
 		if r.Group == g.id && !seen[r.ID] {
-			out = append(out, r.incident())
+			out = append(out, r.Incident())
 		}
 	}
 	slices.SortFunc(out, func(a, b Incident) int { return strings.Compare(a.Key.String(), b.Key.String()) })
@@ -270,19 +243,19 @@ func (w *Watcher) groupFingerprintLocked(g *group) string {
 }
 
 // restoreGroupLocked rebuilds a group from a persisted member.
-func (w *Watcher) restoreGroupLocked(r record) {
+func (w *Watcher) restoreGroupLocked(r incident.Record) {
 	g := w.groups[r.Group]
 	if g == nil {
 		g = &group{
 			id: r.Group, ref: r.Ref, seed: r.Key.String(), seedID: r.ID, first: r.Opened, last: r.Opened,
 			key:  groupKey{cluster: r.Key.Cluster, cause: r.Cause, registry: registryOf(r.Key.Image)},
-			diag: r.incident().Diagnosis,
+			diag: r.Incident().Diagnosis,
 		}
 		w.groups[r.Group] = g
 		return
 	}
 	if r.Opened.Before(g.first) {
-		g.first, g.seed, g.seedID, g.diag = r.Opened, r.Key.String(), r.ID, r.incident().Diagnosis
+		g.first, g.seed, g.seedID, g.diag = r.Opened, r.Key.String(), r.ID, r.Incident().Diagnosis
 	}
 	if r.Opened.After(g.last) {
 		g.last = r.Opened
@@ -311,6 +284,7 @@ func (w *Watcher) notifyGrouped(ctx context.Context, ks string, prev State, inc 
 		w.groups[g.id] = g
 		w.mu.Unlock()
 		w.commitNotified(ctx, ks, prev, inc, ref, "")
+		w.searchSecretsLater(ctx, ks, inc)
 		return nil
 	}
 	w.metrics.diagnosed(*inc.Diagnosis, detected)
@@ -326,15 +300,15 @@ func (w *Watcher) notifyGrouped(ctx context.Context, ks string, prev State, inc 
 		se.GroupID = g.id
 		seed = append(seed, se.snapshot())
 	} else if se == nil {
-		if r, ok := w.store.get(g.seedID); ok && r.Group == "" {
+		if r, ok := w.store.Get(g.seedID); ok && r.Group == "" {
 			r.Group = g.id
-			w.store.put(r)
+			w.store.Put(r)
 		}
 	}
 	w.mu.Unlock()
 	w.log.Info("incident joins a storm group", "id", inc.ID, "group", g.id, "cause", gk.cause, "registry", gk.registry)
 	w.commitNotified(ctx, ks, prev, inc, g.ref, g.id, seed...)
-	w.enqueueAfter("group:"+g.id, groupUpdateDelay)
+	w.enqueueAfter(item{kind: itemGroup, key: g.id}, groupUpdateDelay)
 	return nil
 }
 

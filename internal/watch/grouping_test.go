@@ -10,17 +10,19 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 )
 
-// TestRegistryOf: the registry host as the kubelet resolves it.
+// TestRegistryOf: the registry host a group is keyed by, in diagnose's one
+// normalisation (Docker Hub's names are "docker.io").
 func TestRegistryOf(t *testing.T) {
 	for _, c := range []struct{ image, want string }{
-		{"nginx:1", "index.docker.io"},
-		{"docker.io/library/nginx", "index.docker.io"},
+		{"nginx:1", "docker.io"},
+		{"docker.io/library/nginx", "docker.io"},
+		{"index.docker.io/library/nginx", "docker.io"},
 		{"public.ecr.aws/a/b:1", "public.ecr.aws"},
 		{"127.0.0.1:5000/x/y:1", "127.0.0.1:5000"},
 		{"Registry.Example.com/UPPER:1", "Registry.Example.com"}, // invalid reference: host kept as written
 	} {
 		if got := registryOf(c.image); got != c.want {
-			t.Errorf("registryOf(%q) = %q, want %q", c.image, got, c.want)
+			t.Errorf("diagnose.RegistryHost(%q) = %q, want %q", c.image, got, c.want)
 		}
 	}
 }

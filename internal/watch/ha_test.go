@@ -10,12 +10,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/incident"
+	"github.com/pullfix/pullfix/internal/watch/leader"
 )
 
 // testLease is a fast Lease for tests: a cleanly stopped leader is
 // replaced within RetryPeriod (the Lease is released on cancel).
-func testLease(ns, identity string) LeaderConfig {
-	return LeaderConfig{Namespace: ns, Identity: identity, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}
+func testLease(ns, identity string) leader.Config {
+	return leader.Config{Namespace: ns, Identity: identity, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}
 }
 
 // waitReady waits until the Deployment's pods all run and are ready.
@@ -88,7 +90,7 @@ func TestLeaderElection(t *testing.T) {
 	// refinement later. What the takeover promises is to keep what the
 	// leader had saved, so wait until the state holds the verified candidate.
 	poll(t, 60*time.Second, "the verified candidate saved in the state", func(ctx context.Context) (bool, error) {
-		cm, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, DefaultStateConfigMap, metav1.GetOptions{})
+		cm, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, incident.DefaultStateConfigMap, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}

@@ -16,11 +16,13 @@ import (
 	"golang.org/x/sync/singleflight"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/creds"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
 
 // inputs gathers what diagnosis needs from the cluster, on demand: the pod's
@@ -32,7 +34,11 @@ type inputs struct {
 	// after the pod's pull secrets: the bot's own AWS identity for private
 	// ECR registries. Nil (absent) unless the environment names AWS
 	// credentials.
-	ecr *ECRKeychain
+	ecr *creds.ECRKeychain
+
+	// bg holds the hint look-ups started ahead of the diagnosis; wait
+	// waits for them.
+	bg sync.WaitGroup
 
 	mu        sync.Mutex
 	platforms map[string]diagnose.Platform // node name → platform
@@ -94,48 +100,34 @@ func (in *inputs) listNamespaceImages(ctx context.Context, ns string) ([]workloa
 			}
 		}
 	}
-	apps := in.cs.AppsV1()
 	var errs []error
-	errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
-		l, err := apps.Deployments(ns).List(ctx, o)
-		if err != nil {
-			return "", 0, err
+	listed := 0
+	for _, k := range workload.Kinds {
+		if !k.HasRollout() {
+			continue
 		}
-		for i := range l.Items {
-			d := &l.Items[i]
-			st := d.Status
-			add("Deployment", d.Name, &d.Spec.Template.Spec,
-				st.ObservedGeneration >= d.Generation && st.ReadyReplicas > 0 && st.UpdatedReplicas == st.Replicas)
-		}
-		return l.Continue, len(l.Items), nil
-	}))
-	errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
-		l, err := apps.StatefulSets(ns).List(ctx, o)
-		if err != nil {
-			return "", 0, err
-		}
-		for i := range l.Items {
-			s := &l.Items[i]
-			st := s.Status
-			add("StatefulSet", s.Name, &s.Spec.Template.Spec,
-				st.ObservedGeneration >= s.Generation && st.ReadyReplicas > 0 && st.CurrentRevision == st.UpdateRevision)
-		}
-		return l.Continue, len(l.Items), nil
-	}))
-	errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
-		l, err := apps.DaemonSets(ns).List(ctx, o)
-		if err != nil {
-			return "", 0, err
-		}
-		for i := range l.Items {
-			d := &l.Items[i]
-			st := d.Status
-			add("DaemonSet", d.Name, &d.Spec.Template.Spec,
-				st.ObservedGeneration >= d.Generation && st.NumberReady > 0 && st.UpdatedNumberScheduled == st.DesiredNumberScheduled)
-		}
-		return l.Continue, len(l.Items), nil
-	}))
-	if errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil }); len(errs) == 3 {
+		listed++
+		errs = append(errs, listPages(ctx, func(ctx context.Context, o metav1.ListOptions) (string, int, error) {
+			l, err := k.List(ctx, in.cs, ns, o)
+			if err != nil {
+				return "", 0, err
+			}
+			objs, err := meta.ExtractList(l)
+			if err != nil {
+				return "", 0, err
+			}
+			for _, o := range objs {
+				obj := o.(workload.Object)
+				add(k.Name, obj.GetName(), k.PodSpec(obj), k.Rollout(obj).Serving)
+			}
+			next := ""
+			if la, err := meta.ListAccessor(l); err == nil {
+				next = la.GetContinue()
+			}
+			return next, len(objs), nil
+		}))
+	}
+	if errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil }); len(errs) == listed {
 		return nil, errors.Join(errs...)
 	}
 	in.mu.Lock()
@@ -170,8 +162,12 @@ func listPages(ctx context.Context, page func(context.Context, metav1.ListOption
 	return nil
 }
 
+// wait waits for the look-ups started ahead of diagnoses; each ends with
+// the context it was started with.
+func (in *inputs) wait() { in.bg.Wait() }
+
 func newInputs(cs kubernetes.Interface) *inputs {
-	return &inputs{cs: cs, platforms: map[string]diagnose.Platform{}, ecr: ecrKeychainFromEnv(os.Getenv)}
+	return &inputs{cs: cs, platforms: map[string]diagnose.Platform{}, ecr: creds.ECRKeychainFromEnv(os.Getenv)}
 }
 
 // target builds the diagnosis target for the incident's container in pod,
@@ -204,7 +200,7 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 		return l
 	})
 	if prefetchHints(diagnose.Classify(t.Reason, t.Message).Cause) {
-		go lookup()
+		in.bg.Go(func() { lookup() })
 	}
 	t.Lookup = func(context.Context) ([]diagnose.Hint, []string) {
 		l := lookup()
@@ -228,11 +224,11 @@ func (in *inputs) target(ctx context.Context, log *slog.Logger, k Key, pod *core
 	wg.Wait()
 	// In the pod's order, as the kubelet tries them.
 	secrets = slices.DeleteFunc(secrets, func(s *corev1.Secret) bool { return s == nil })
-	secretsKC, errs := KeychainFromSecrets(secrets)
+	secretsKC, errs := creds.KeychainFromSecrets(secrets)
 	for _, err := range errs {
 		log.Warn("pull secret ignored", "err", err)
 	}
-	return t, withProvider(secretsKC, in.ecr)
+	return t, creds.ForPod(secretsKC, in.ecr)
 }
 
 // podTarget is the part of the target the pod itself holds: the incident's
@@ -243,7 +239,7 @@ func podTarget(k Key, pod *corev1.Pod) diagnose.Target {
 		Cluster: k.Cluster, Namespace: k.Namespace, Kind: k.Kind, Name: k.Name,
 		Container: k.Container, Image: k.Image, ServiceAccount: pod.Spec.ServiceAccountName,
 	}
-	for _, fc := range FailingContainers(pod) {
+	for _, fc := range workload.FailingContainers(pod) {
 		if fc.Name == k.Container {
 			t.Reason, t.Message = fc.Reason, fc.Message
 			break
@@ -256,17 +252,8 @@ func podTarget(k Key, pod *corev1.Pod) diagnose.Target {
 }
 
 // prefetchHints says whether the kubelet's cause points to a fix by another
-// image (a missing repository, tag or platform; a denial that may hide a
-// missing repository), so the hints are worth reading before the probe
-// answers. A network, rate-limit or policy failure is fixed elsewhere.
-func prefetchHints(c diagnose.Cause) bool {
-	switch c {
-	case diagnose.RepoNotFound, diagnose.TagNotFound, diagnose.DigestNotFound, diagnose.ImageNotFound, diagnose.NotFoundOrUnauthorized,
-		diagnose.PlatformMismatch, diagnose.Unauthorized, diagnose.AccessDenied, diagnose.Unknown:
-		return true
-	}
-	return false
-}
+// image, so the hints are worth reading before the probe answers.
+func prefetchHints(c diagnose.Cause) bool { return c.FixedByImage() }
 
 // Bounds on the in-cluster look-up: a few pages of workloads per namespace,
 // and a handful of hints so candidate verification stays within its budget.
@@ -432,46 +419,14 @@ func (in *inputs) revisionHints(ctx context.Context, log *slog.Logger, k Key) []
 }
 
 func containerImage(rs *appsv1.ReplicaSet, container string) string {
-	return templateImage(&rs.Spec.Template.Spec, container)
+	return workload.TemplateImage(&rs.Spec.Template.Spec, container)
 }
 
 // workloadReady reports whether the workload has rolled out and all its
-// pods are ready. A workload that no longer exists counts as resolved.
+// pods are ready (workload.Rollout.Done). A workload that no longer exists,
+// or a kind without a rollout (Jobs, CronJobs, bare Pods: no failing pod
+// left is the evidence), counts as resolved.
 func (in *inputs) workloadReady(ctx context.Context, k Key) (bool, error) {
-	var err error
-	ready := false
-	switch k.Kind {
-	case "Deployment":
-		var d *appsv1.Deployment
-		if d, err = in.cs.AppsV1().Deployments(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{}); err == nil {
-			want := int32(1)
-			if d.Spec.Replicas != nil {
-				want = *d.Spec.Replicas
-			}
-			ready = d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas >= want &&
-				d.Status.ReadyReplicas >= want && d.Status.Replicas == d.Status.UpdatedReplicas
-		}
-	case "StatefulSet":
-		var s *appsv1.StatefulSet
-		if s, err = in.cs.AppsV1().StatefulSets(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{}); err == nil {
-			want := int32(1)
-			if s.Spec.Replicas != nil {
-				want = *s.Spec.Replicas
-			}
-			ready = s.Status.ObservedGeneration >= s.Generation && s.Status.ReadyReplicas >= want
-		}
-	case "DaemonSet":
-		var ds *appsv1.DaemonSet
-		if ds, err = in.cs.AppsV1().DaemonSets(k.Namespace).Get(ctx, k.Name, metav1.GetOptions{}); err == nil {
-			ready = ds.Status.ObservedGeneration >= ds.Generation && ds.Status.NumberReady >= ds.Status.DesiredNumberScheduled
-		}
-	default:
-		// Pods of Jobs, CronJobs and bare Pods: no failing pod left is the
-		// evidence (the pod ran or was deleted).
-		return true, nil
-	}
-	if apierrors.IsNotFound(err) {
-		return true, nil
-	}
-	return ready, err
+	r, _, err := workload.Status(ctx, in.cs, k.Namespace, k.Workload)
+	return r.Done, err
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pullfix/pullfix/internal/watch/incident"
 )
 
 // Errors of the lifecycle methods; test with errors.Is.
@@ -20,17 +22,13 @@ var (
 	ErrNotFailing = errors.New("no pod of the incident is failing")
 )
 
-// TransitionError is returned when an incident's state does not allow the
-// change asked for (snoozing a resolved incident); test with errors.As.
-type TransitionError struct {
-	ID    string
-	Op    string // dismiss, snooze, fix
-	State State  // the incident's state
-}
+// TransitionError: the incident's state does not allow the change asked
+// for; see incident.TransitionError.
+type TransitionError = incident.TransitionError
 
-func (e *TransitionError) Error() string {
-	return fmt.Sprintf("cannot %s incident %s: it is %s", e.Op, e.ID, e.State)
-}
+// FixInProgressError: MarkFixing found a fix under way (a second click);
+// see incident.FixInProgressError.
+type FixInProgressError = incident.FixInProgressError
 
 // Incident returns the incident with this ID: an active one, or a closed
 // one the state still remembers (without pods).
@@ -42,8 +40,8 @@ func (w *Watcher) Incident(id string) (Incident, bool) {
 		return inc, true
 	}
 	w.mu.Unlock()
-	if r, ok := w.store.get(id); ok {
-		return r.incident(), true
+	if r, ok := w.store.Get(id); ok {
+		return r.Incident(), true
 	}
 	return Incident{}, false
 }
@@ -53,16 +51,7 @@ func (w *Watcher) Incident(id string) (Incident, bool) {
 // image stays quiet even if it fails again later; a new image is a new
 // incident. by names who dismissed it.
 func (w *Watcher) Dismiss(ctx context.Context, id, by string) error {
-	return w.change(ctx, id, "dismiss", func(inc *Incident) (bool, error) {
-		switch inc.State {
-		case StateDismissed:
-			return false, nil
-		case StateResolved:
-			return false, &TransitionError{ID: inc.ID, Op: "dismiss", State: inc.State}
-		}
-		inc.State, inc.By, inc.SnoozedUntil = StateDismissed, by, time.Time{}
-		return true, nil
-	})
+	return w.change(ctx, id, "dismiss", func(inc *Incident) (bool, error) { return incident.Dismiss(inc, by) })
 }
 
 // Snooze silences an incident (or every open member of a group) until
@@ -72,32 +61,22 @@ func (w *Watcher) Snooze(ctx context.Context, id string, until time.Time, by str
 	if !until.After(time.Now()) {
 		return fmt.Errorf("snooze %s: until %s is not in the future", id, until.Format(time.RFC3339))
 	}
-	return w.change(ctx, id, "snooze", func(inc *Incident) (bool, error) {
-		if inc.State.closed() {
-			return false, &TransitionError{ID: inc.ID, Op: "snooze", State: inc.State}
-		}
-		inc.State, inc.By, inc.SnoozedUntil = StateSnoozed, by, until
-		return true, nil
-	})
+	return w.change(ctx, id, "snooze", func(inc *Incident) (bool, error) { return incident.Snooze(inc, until, by) })
 }
 
-// MarkFixing records that a fix is being applied (the Fixer calls it
-// before patching); the incident resolves when the workload is observed
-// ready.
+// MarkFixing records that by's fix is being applied (before patching):
+// the guard against a double click. The check and the mark are one step
+// under the watcher's lock, so of two concurrent clicks exactly one goes
+// on; the other gets *FixInProgressError. Once the watcher applies the fix
+// (SetImage, AddPullSecret) and until FollowFix or ClearFixing ends it, the
+// watcher posts no "resolved" of its own: the fixer reports the outcome. A
+// fix applied elsewhere after MarkFixing is reported resolved by the
+// watcher, naming the approver.
 func (w *Watcher) MarkFixing(ctx context.Context, id, by string) error {
 	if isGroupID(id) {
 		return fmt.Errorf("%w: %q is a group; fix its incidents one by one", ErrUnknownIncident, id)
 	}
-	return w.change(ctx, id, "fix", func(inc *Incident) (bool, error) {
-		switch inc.State {
-		case StateFixing:
-			return false, nil
-		case StateResolved, StateDismissed:
-			return false, &TransitionError{ID: inc.ID, Op: "fix", State: inc.State}
-		}
-		inc.State, inc.By, inc.SnoozedUntil = StateFixing, by, time.Time{}
-		return true, nil
-	})
+	return w.change(ctx, id, "fix", func(inc *Incident) (bool, error) { return incident.MarkFixing(inc, by) })
 }
 
 // Recheck diagnoses the incident again now, from one of its failing pods,
@@ -125,12 +104,18 @@ func (w *Watcher) Recheck(ctx context.Context, id string) (Incident, error) {
 	if err != nil {
 		return inc, fmt.Errorf("recheck %s: %w", id, err)
 	}
+	inc.Diagnosis = &d
+	// The person asked and waits for the answer: look for working pull
+	// secrets again now.
+	proven, searched := w.searchSecrets(ctx, inc)
+	// What was proven for the old diagnosis is not carried over.
 	w.mu.Lock()
 	if e := w.incidents[ks]; e != nil {
 		e.Diagnosis = &d
+		e.ProvenSecrets, e.secretsSearched = proven, searched
 		inc = e.snapshot()
 	} else {
-		inc.Diagnosis = &d
+		inc.ProvenSecrets = proven
 	}
 	w.mu.Unlock()
 	if err := w.persist(ctx, inc); err != nil {
@@ -162,8 +147,8 @@ func (w *Watcher) change(ctx context.Context, id, op string, f func(*Incident) (
 		keys = []string{ks}
 	} else {
 		w.mu.Unlock()
-		if r, ok := w.store.get(id); ok {
-			inc := r.incident()
+		if r, ok := w.store.Get(id); ok {
+			inc := r.Incident()
 			if _, err := f(&inc); err != nil {
 				return err
 			}
@@ -189,6 +174,9 @@ func (w *Watcher) change(ctx context.Context, id, op string, f func(*Incident) (
 		}
 		inc.Changed = now
 		e.Incident = inc
+		if inc.State != StateFixing {
+			e.fixInFlight = false // the fix ended or was cleared
+		}
 		changed = append(changed, e.snapshot())
 	}
 	w.mu.Unlock()
@@ -203,7 +191,7 @@ func (w *Watcher) change(ctx context.Context, id, op string, f func(*Incident) (
 	}
 	for _, inc := range changed {
 		w.log.Info("incident "+string(inc.State), "id", inc.ID, "by", inc.By, "until", inc.SnoozedUntil)
-		w.enqueue("incident:" + inc.Key.String())
+		w.enqueue(item{kind: itemIncident, key: inc.Key.String()})
 	}
 	return nil
 }
@@ -222,7 +210,8 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 		// Failing again after it was reported resolved: a new occurrence.
 		now := time.Now()
 		e.State, e.reported, e.Opened, e.Changed = StateOpen, StateOpen, now, now
-		e.NotifyRef, e.GroupID, e.By, e.Diagnosis = "", "", "", nil
+		e.NotifyRef, e.GroupID, e.By, e.Diagnosis, e.Posting, e.Fix = "", "", "", nil, "", nil
+		e.ProvenSecrets, e.secretsSearched, e.fixInFlight, e.fixReported = nil, false, false, false
 		w.noteDetectionLocked(e.Key.Image, now)
 	}
 	inc := e.snapshot()
@@ -247,7 +236,7 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 	}
 	now := time.Now()
 	switch {
-	case inc.State.closed():
+	case inc.State.Closed():
 		if len(inc.Pods) == 0 {
 			w.drop(ks)
 		}
@@ -283,7 +272,7 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 // reportChange tells the notifier about a state set through the API.
 func (w *Watcher) reportChange(ctx context.Context, inc Incident) error {
 	if inc.GroupID != "" {
-		w.enqueueAfter("group:"+inc.GroupID, groupUpdateDelay)
+		w.enqueueAfter(item{kind: itemGroup, key: inc.GroupID}, groupUpdateDelay)
 		return nil
 	}
 	if err := w.notify.Updated(ctx, inc); err != nil {
@@ -337,6 +326,7 @@ func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, d
 	}
 	w.metrics.diagnosed(d, detected)
 	w.commitNotified(ctx, ks, prev, inc, ref, "")
+	w.searchSecretsLater(ctx, ks, inc)
 	return nil
 }
 
@@ -357,14 +347,14 @@ func (w *Watcher) commitNotified(ctx context.Context, ks string, prev State, inc
 		} else {
 			// Dismissed (say) while being posted: report that next.
 			e.reported = StateNotified
-			defer w.enqueue("incident:" + ks)
+			defer w.enqueue(item{kind: itemIncident, key: ks})
 		}
 		extra = append(extra, e.snapshot())
 	}
 	w.mu.Unlock()
 	if err := w.persist(ctx, extra...); err != nil {
 		w.log.Error("notified, but the state could not be saved; retrying", "key", ks, "err", err)
-		w.enqueueAfter("state:", time.Second)
+		w.enqueueAfter(item{kind: itemState}, time.Second)
 	}
 }
 
@@ -379,9 +369,13 @@ func (w *Watcher) resolve(ctx context.Context, ks string) error {
 		return nil
 	}
 	inc := e.snapshot()
+	// A fix applied through pullfix reports its own outcome: while it is
+	// under way, and once its follow-up saw the rollout ready, the
+	// watcher posts no second "resolved".
+	reportedByFix := e.fixInFlight || e.fixReported
 	w.mu.Unlock()
 	inc.State, inc.Changed = StateResolved, time.Now()
-	if inc.GroupID == "" {
+	if inc.GroupID == "" && !reportedByFix {
 		if err := w.notify.Resolved(ctx, inc); err != nil {
 			w.metrics.Error("notify")
 			return fmt.Errorf("notify resolved %s: %w", ks, err)
@@ -396,10 +390,10 @@ func (w *Watcher) resolve(ctx context.Context, ks string) error {
 	w.drop(ks)
 	if err := w.persist(ctx, inc); err != nil {
 		w.log.Error("resolved, but the state could not be saved; retrying", "key", ks, "err", err)
-		w.enqueueAfter("state:", time.Second)
+		w.enqueueAfter(item{kind: itemState}, time.Second)
 	}
 	if inc.GroupID != "" {
-		w.enqueueAfter("group:"+inc.GroupID, groupUpdateDelay)
+		w.enqueueAfter(item{kind: itemGroup, key: inc.GroupID}, groupUpdateDelay)
 	}
 	return nil
 }

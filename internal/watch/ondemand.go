@@ -2,54 +2,22 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/pullfix/pullfix/internal/watch/workload"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 )
 
-// ErrWorkloadNotFound is returned by DiagnoseWorkload when the named
-// workload does not exist; the message names what was looked for.
-var ErrWorkloadNotFound = errors.New("workload not found")
-
-// ParseWorkload parses "NAME", "kind/NAME" or "kind.group/NAME" as people
-// type them (deployment/ui-new, deploy/ui-new, sts/db, ds/agent, cronjob/x,
-// job/x, pod/x). A bare name means a Deployment.
-func ParseWorkload(s string) (Workload, error) {
-	s = strings.TrimSpace(s)
-	kind, name, ok := strings.Cut(s, "/")
-	if !ok {
-		kind, name = "deployment", s
-	}
-	if name == "" || strings.Contains(name, "/") {
-		return Workload{}, fmt.Errorf("%q is not a workload: want NAME or KIND/NAME, e.g. deployment/ui-new", s)
-	}
-	kind, _, _ = strings.Cut(strings.ToLower(kind), ".")
-	switch kind {
-	case "deployment", "deployments", "deploy":
-		kind = "Deployment"
-	case "statefulset", "statefulsets", "sts":
-		kind = "StatefulSet"
-	case "daemonset", "daemonsets", "ds":
-		kind = "DaemonSet"
-	case "cronjob", "cronjobs", "cj":
-		kind = "CronJob"
-	case "job", "jobs":
-		kind = "Job"
-	case "pod", "pods", "po":
-		kind = "Pod"
-	default:
-		return Workload{}, fmt.Errorf("unknown workload kind %q: use deployment, statefulset, daemonset, cronjob, job or pod", kind)
-	}
-	return Workload{Kind: kind, Name: name}, nil
-}
+// ParseWorkload parses a workload as people type it; see
+// workload.ParseWorkload.
+func ParseWorkload(s string) (Workload, error) { return workload.ParseWorkload(s) }
 
 // DiagnoseWorkload diagnoses one workload now, without informers: it reads
 // the workload, lists its pods and diagnoses each container that cannot pull
@@ -76,7 +44,7 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 		}
 		pods = list.Items
 	}
-	owners := newOwnerResolver(cs, 64)
+	owners := workload.NewOwnerResolver(cs, 64)
 	in := newInputs(cs)
 	byKey := map[string]*Incident{}
 	sample := map[string]*corev1.Pod{}
@@ -91,7 +59,7 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 			// this workload's.
 			continue
 		}
-		for _, fc := range FailingContainers(pod) {
+		for _, fc := range workload.FailingContainers(pod) {
 			k := Key{Cluster: cluster, Namespace: namespace, Workload: sourceWorkload(wl, pod, fc), Container: fc.Name, Image: fc.Image}
 			inc := byKey[k.String()]
 			if inc == nil {
@@ -102,6 +70,7 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 			inc.Pods = append(inc.Pods, pod.Name)
 		}
 	}
+	defer in.wait()
 	out := make([]Incident, 0, len(byKey))
 	for ks, inc := range byKey {
 		t, kc := in.target(ctx, log, inc.Key, sample[ks])
@@ -117,52 +86,61 @@ func DiagnoseWorkload(ctx context.Context, cs kubernetes.Interface, d Diagnoser,
 
 // workloadSelector reads the workload and returns the selector of its pods.
 func workloadSelector(ctx context.Context, cs kubernetes.Interface, ns string, wl Workload) (labels.Selector, error) {
-	var ls *metav1.LabelSelector
-	var err error
-	switch wl.Kind {
-	case "Deployment":
-		d, e := cs.AppsV1().Deployments(ns).Get(ctx, wl.Name, metav1.GetOptions{})
-		err = e
-		if e == nil {
-			ls = d.Spec.Selector
-		}
-	case "StatefulSet":
-		s, e := cs.AppsV1().StatefulSets(ns).Get(ctx, wl.Name, metav1.GetOptions{})
-		err = e
-		if e == nil {
-			ls = s.Spec.Selector
-		}
-	case "DaemonSet":
-		s, e := cs.AppsV1().DaemonSets(ns).Get(ctx, wl.Name, metav1.GetOptions{})
-		err = e
-		if e == nil {
-			ls = s.Spec.Selector
-		}
-	case "Job":
-		j, e := cs.BatchV1().Jobs(ns).Get(ctx, wl.Name, metav1.GetOptions{})
-		err = e
-		if e == nil {
-			ls = j.Spec.Selector
-		}
-	case "CronJob":
-		_, err = cs.BatchV1().CronJobs(ns).Get(ctx, wl.Name, metav1.GetOptions{})
-		if err == nil {
-			// A CronJob's pods carry no label of their own, so match any pod
-			// and let owner resolution keep the CronJob's.
-			return labels.Everything(), nil
-		}
-	case "Pod":
+	if wl.Kind == "Pod" {
 		return labels.Everything(), nil
 	}
-	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %s %q in namespace %q", ErrWorkloadNotFound, wl.Kind, wl.Name, ns)
+	k := workload.KindOf(wl.Kind)
+	if k == nil {
+		return nil, fmt.Errorf("unknown workload kind %q", wl.Kind)
 	}
+	obj, err := k.Get(ctx, cs, ns, wl.Name)
 	if err != nil {
-		return nil, fmt.Errorf("read %s %s/%s: %w", wl.Kind, ns, wl.Name, err)
+		return nil, err
 	}
-	sel, err := metav1.LabelSelectorAsSelector(ls)
+	return k.Selector(obj)
+}
+
+// DiagnoseNow diagnoses a workload now, for a person who asked (/pullfix
+// NAME): kind "" means a Deployment, namespace "" means the one watched
+// namespace that holds a workload of that name. It returns healthy when
+// no container fails to pull; otherwise the first failing container's
+// incident — the watcher's own when it tracks it (so its buttons work),
+// with the fresh diagnosis and the pull secrets proven for it. Errors say
+// in words what is wrong: an unknown workload, an ambiguous name, a
+// namespace outside the watch.
+func (w *Watcher) DiagnoseNow(ctx context.Context, namespace, kind, name string) (inc Incident, healthy bool, err error) {
+	wl, err := workload.ParseWorkload(strings.TrimPrefix(kind+"/"+name, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("%s %s/%s has an invalid selector: %w", wl.Kind, ns, wl.Name, err)
+		return Incident{}, false, err
 	}
-	return sel, nil
+	if namespace == "" {
+		if namespace, err = workload.FindNamespace(ctx, w.cs, w.namespaces, wl); err != nil {
+			return Incident{}, false, err
+		}
+	}
+	if len(w.namespaces) > 0 && !slices.Contains(w.namespaces, namespace) {
+		return Incident{}, false, fmt.Errorf("namespace %q is outside what this bot watches (%s)", namespace, strings.Join(w.namespaces, ", "))
+	}
+	incs, err := DiagnoseWorkload(ctx, w.cs, w.diag, w.log, w.cluster, namespace, wl)
+	if err != nil {
+		return Incident{}, false, err
+	}
+	if len(incs) == 0 {
+		return Incident{Key: Key{Cluster: w.cluster, Namespace: namespace, Workload: wl}}, true, nil
+	}
+	inc = incs[0]
+	inc.ID = IncidentID(inc.Key)
+	if known, ok := w.Incident(inc.ID); ok {
+		// The watcher tracks it: answer with its state (so the buttons
+		// work) and the fresh diagnosis.
+		known.Diagnosis = inc.Diagnosis
+		inc = known
+	}
+	// Asked on demand: the answer may wait for the search.
+	if proven, err := w.provenSecrets(ctx, inc.ID); err == nil {
+		inc.ProvenSecrets = proven
+	} else if proven, searched := w.searchSecrets(ctx, inc); searched {
+		inc.ProvenSecrets = proven
+	}
+	return inc, false, nil
 }

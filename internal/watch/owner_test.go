@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullfix/pullfix/internal/watch/workload"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,7 +62,7 @@ func TestOwnerResolverReads(t *testing.T) {
 			})
 			// As the informer caches it.
 			slim, _ := slimPod(tc.pod)
-			got, err := newOwnerResolver(cs, 0).Resolve(context.Background(), slim.(*corev1.Pod))
+			got, err := workload.NewOwnerResolver(cs, 0).Resolve(context.Background(), slim.(*corev1.Pod))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +83,7 @@ func TestOwnerResolverReads(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // a loaded API server
 			return false, nil, nil
 		})
-		r := newOwnerResolver(cs, 0)
+		r := workload.NewOwnerResolver(cs, 0)
 		var wg sync.WaitGroup
 		for range 20 {
 			wg.Go(func() {

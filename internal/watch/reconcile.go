@@ -6,45 +6,32 @@ package watch
 // Two acts cannot be undone or made idempotent by the API they use:
 //
 //   - A Slack root message (chat.postMessage has no idempotency key). The
-//     watcher persists a post id (Incident.Posting) before the post; the
-//     message carries it in its metadata. A leader that finds a post id
-//     without a message reference asks the Notifier (PostFinder) to look
-//     for that message in the channel's recent history and adopts it
-//     instead of posting again.
-//   - An approved patch. The approval is persisted (Incident.Fix) before
-//     the dry run; a new leader hands every incident still fixing to the
-//     resume hook (WithFixResume), which reads the workload
-//     (Patcher.CheckFix: applied or not, audit Event ensured) and says in
-//     Slack what became of the click.
+//     watcher persists a post id (Incident.Posting, in the incident's
+//     state record) before the post; the message carries it in its
+//     metadata. A leader that finds a post id without a message reference
+//     asks the Notifier (PostFinder) to look for that message in the
+//     channel's recent history and adopts it instead of posting again.
+//   - An approved patch. The approval is persisted (Incident.Fix, by
+//     MarkFixingFor) before the dry run; a new leader reads, for every
+//     incident still fixing, whether the fix reached the workload
+//     (fix.Patcher.CheckFix: applied or not, audit Event ensured) and has
+//     the Notifier (FixResumer) say in Slack what became of the click.
 
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/incident"
 )
 
-// FixIntent is an approved fix, persisted before the workload is touched.
-type FixIntent struct {
-	// Action is the button's action: set_image, rollback or add_secret.
-	Action string `json:"action"`
-	// Arg is the button's argument: a candidate id or the secret's name.
-	Arg string `json:"arg"`
-	// Target is what the fix sets: the image, or the pull secret's name.
-	Target string `json:"target"`
-	// By is the approver (a Slack user id).
-	By string    `json:"by"`
-	At time.Time `json:"at"`
-}
-
-// AddsSecret reports whether the fix adds a pull secret (else it sets an image).
-func (f FixIntent) AddsSecret() bool { return f.Action == "add_secret" }
+// FixIntent is an approved fix, persisted before the workload is touched;
+// see incident.FixIntent.
+type FixIntent = incident.FixIntent
 
 // PostFinder is implemented by Notifiers that can find a message they
 // posted earlier (Slack: by the post id in the message's metadata, in the
@@ -75,7 +62,7 @@ type postIntent struct {
 // posts, no persistent state) or when the incident carries a post id from
 // before a restart, which postOnce must look for first.
 func (w *Watcher) beginPost(ctx context.Context, ks string, inc Incident) *postIntent {
-	if _, ok := w.notify.(PostFinder); !ok || !w.store.persistent() || inc.Posting != "" {
+	if _, ok := w.notify.(PostFinder); !ok || !w.store.Persistent() || inc.Posting != "" {
 		return nil
 	}
 	w.mu.Lock()
@@ -116,7 +103,7 @@ func (w *Watcher) endPost(ks, id string, pi *postIntent) {
 // before posting again.
 func (w *Watcher) postOnce(ctx context.Context, ks string, inc Incident, pi *postIntent) (string, error) {
 	finder, ok := w.notify.(PostFinder)
-	if !ok || !w.store.persistent() {
+	if !ok || !w.store.Persistent() {
 		return w.notify.Opened(ctx, inc)
 	}
 	if pi == nil && inc.Posting != "" {
@@ -179,117 +166,94 @@ func (w *Watcher) clearPosting(ks, id string) {
 	}
 }
 
-// MarkFixingFor is MarkFixing with the approved fix recorded: the intent a
-// restart resumes from (WithFixResume).
-func (w *Watcher) MarkFixingFor(ctx context.Context, id string, fix FixIntent) error {
+// MarkFixingFor is MarkFixing with the approved fix recorded (persisted
+// with the incident before anything is changed): the intent a new leader
+// resumes from (resumeFixes). The double-click guard is MarkFixing's.
+func (w *Watcher) MarkFixingFor(ctx context.Context, id string, f FixIntent) error {
 	if isGroupID(id) {
 		return fmt.Errorf("%w: %q is a group; fix its incidents one by one", ErrUnknownIncident, id)
 	}
-	if fix.At.IsZero() {
-		fix.At = time.Now()
+	if f.At.IsZero() {
+		f.At = time.Now()
 	}
-	return w.change(ctx, id, "fix", func(inc *Incident) (bool, error) {
-		switch inc.State {
-		case StateFixing:
-			return false, nil
-		case StateResolved, StateDismissed:
-			return false, &TransitionError{ID: inc.ID, Op: "fix", State: inc.State}
-		}
-		f := fix
-		inc.State, inc.By, inc.SnoozedUntil, inc.Fix = StateFixing, fix.By, time.Time{}, &f
-		return true, nil
-	})
+	return w.change(ctx, id, "fix", func(inc *Incident) (bool, error) { return incident.MarkFixingFor(inc, f) })
 }
 
-// WithFixResume calls f each time this Watcher starts leading, after the
-// state is loaded and the caches replayed and before its workers start,
-// with the incidents a previous leader left fixing (an approved fix it may
-// or may not have applied). f must return quickly — it runs before any
-// incident is synced — and do its reads and posts in the background; while
-// it reports an incident itself, it keeps the watcher's Resolved quiet
-// for it (cmd/bot's bridge marks it in flight).
-func WithFixResume(f func(ctx context.Context, fixing []Incident)) Option {
-	return func(w *Watcher) { w.resume = f }
+// FixResumer is implemented by Notifiers that answer an approved fix a
+// previous leader (or process) left under way, once the watcher has read
+// whether it reached the workload: applied, follow its rollout (through
+// FollowFix); not applied, clear it (ClearFixing) and ask the approver to
+// click again. inc.Fix is the fix; inc.ProvenSecrets is current, so a pull
+// secret not yet added is offered again.
+type FixResumer interface {
+	ResumeFix(ctx context.Context, inc Incident, applied bool)
 }
 
-// resumeFixes hands the incidents left fixing to the resume hook.
+// resumeFixes takes over the fixes a previous leader left under way. It
+// runs when this leadership starts, before its workers: each such
+// incident is marked as the fixer's to report (no "resolved" of the
+// watcher's own), and read and answered in the background — goroutines of
+// this leadership (w.bg), which lead waits for.
 func (w *Watcher) resumeFixes(ctx context.Context) {
-	if w.resume == nil {
+	resumer, ok := w.notify.(FixResumer)
+	if !ok || w.patcher == nil {
 		return
 	}
 	var fixing []Incident
-	for _, inc := range w.Incidents() {
-		if inc.State == StateFixing && inc.Fix != nil {
-			fixing = append(fixing, inc)
+	w.mu.Lock()
+	for _, e := range w.incidents {
+		if e.State == StateFixing && e.Fix != nil {
+			e.fixInFlight = true
+			fixing = append(fixing, e.snapshot())
 		}
 	}
-	if len(fixing) > 0 {
-		w.log.Info("resuming fixes a previous leader left under way", "count", len(fixing))
-		w.resume(ctx, fixing)
+	w.mu.Unlock()
+	if len(fixing) == 0 {
+		return
+	}
+	w.log.Info("resuming fixes a previous leader left under way", "count", len(fixing))
+	for _, inc := range fixing {
+		w.bg.Go(func() { w.resumeFix(ctx, resumer, inc) })
 	}
 }
 
-// FixCheck is what a workload shows of an approved fix after a restart.
-type FixCheck struct {
-	// Applied: the workload has the fix (the image, or the pull secret).
-	Applied bool
-	// ByPullfix: its change-cause names this fix's approver and target, so
-	// it was pullfix's patch (not someone's kubectl) that applied it.
-	ByPullfix bool
-	// Current is the container's image now.
-	Current string
-	// EventRecorded: the audit Event was missing and is now recorded.
-	EventRecorded bool
-}
-
-// CheckFix reads the workload and says whether fix reached it. When it did
-// through pullfix's patch, it makes sure the audit Event exists (a crash
-// may have come between the patch and the Event): listed by the
-// workload's UID and reason, created when none names this fix.
-func (p *Patcher) CheckFix(ctx context.Context, k Key, fix FixIntent, approver string) (FixCheck, error) {
-	lw, err := p.read(ctx, k.Namespace, k.Workload)
-	if err != nil {
-		return FixCheck{}, err
+// resumeFix reads whether inc's recorded fix reached the workload (the
+// audit Event made sure of when it did), retrying while the API server
+// cannot answer, and hands the answer to the Notifier.
+func (w *Watcher) resumeFix(ctx context.Context, resumer FixResumer, inc Incident) {
+	f := *inc.Fix
+	var chk fix.FixCheck
+	delay := 500 * time.Millisecond
+	for {
+		var err error
+		chk, err = w.patcher.CheckFix(ctx, inc.Key, f)
+		var stale *fix.StaleError
+		if err == nil || errors.Is(err, ErrWorkloadNotFound) || errors.As(err, &stale) {
+			break
+		}
+		w.log.Warn("reading whether an approved fix was applied before the restart; retrying", "incident", inc.ID, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
 	}
-	c, ok := lw.container(k.Container)
-	if !ok {
-		return FixCheck{}, &StaleError{Workload: k.Workload, Container: k.Container, Want: k.Image}
-	}
-	out := FixCheck{Current: c.image}
-	reason := ReasonImageUpdated
-	if fix.AddsSecret() {
-		reason = ReasonPullSecretAdded
-		out.Applied = slices.ContainsFunc(lw.spec.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == fix.Target })
-	} else {
-		out.Applied = c.image == fix.Target
-	}
-	cause := lw.obj.GetAnnotations()[ChangeCauseAnnotation]
-	out.ByPullfix = out.Applied && strings.HasPrefix(cause, "pullfix: ") && strings.Contains(cause, fix.Target) && strings.Contains(cause, approver)
-	if !out.ByPullfix {
-		return out, nil
-	}
-	evs, err := p.cs.CoreV1().Events(k.Namespace).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.SelectorFromSet(fields.Set{"involvedObject.uid": string(lw.obj.GetUID()), "reason": reason}).String(),
-	})
-	if err != nil {
-		return out, fmt.Errorf("looking for the audit Event of %s: %w", k.Workload, err)
-	}
-	for _, ev := range evs.Items {
-		if strings.Contains(ev.Message, fix.Target) && strings.Contains(ev.Message, approver) {
-			return out, nil
+	w.log.Info("resuming a fix left under way by a previous process", "incident", inc.ID, "approver", f.By,
+		"target", f.Target, "applied", chk.Applied, "by_pullfix", chk.ByPullfix, "audit_event_recorded", chk.EventRecorded)
+	if !chk.Applied && f.AddsSecret() {
+		// The re-rendered message offers the secret again.
+		if proven, err := w.provenSecrets(ctx, inc.ID); err == nil {
+			inc.ProvenSecrets = proven
 		}
 	}
-	msg := fmt.Sprintf("Container %q image changed from %s to %s, approved by %s", k.Container, k.Image, fix.Target, approver)
-	if vol, ok := ImageVolumeName(k.Container); ok {
-		msg = fmt.Sprintf("Image volume %q reference changed from %s to %s, approved by %s", vol, k.Image, fix.Target, approver)
+	if cur, ok := w.Incident(inc.ID); ok {
+		inc.NotifyRef, inc.Pods = cur.NotifyRef, cur.Pods
 	}
-	if fix.AddsSecret() {
-		msg = fmt.Sprintf("imagePullSecret %q added so container %q can pull %s, approved by %s", fix.Target, k.Container, k.Image, approver)
+	resumer.ResumeFix(ctx, inc, chk.Applied)
+	if !chk.Applied {
+		// The resumer cleared the fix (ClearFixing); should it not have,
+		// the watcher reports the outcome itself from now on.
+		w.setFixInFlight(inc.ID, false)
 	}
-	if err := p.recordEvent(ctx, lw, lw.obj, reason, msg); err != nil {
-		return out, fmt.Errorf("recording the audit Event of %s: %w", k.Workload, err)
-	}
-	p.log.Info("audit Event recorded after a restart (the patch was applied before it)", "namespace", k.Namespace, "workload", k.Workload)
-	out.EventRecorded = true
-	return out, nil
 }

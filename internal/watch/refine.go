@@ -20,8 +20,17 @@ import (
 const DefaultDiagnosisBudget = 500 * time.Millisecond
 
 // WithDiagnosisBudget sets how long the first notification waits for the
-// full diagnosis (default DefaultDiagnosisBudget; 0 waits for it always).
-func WithDiagnosisBudget(d time.Duration) Option { return func(w *Watcher) { w.budget = d } }
+// full diagnosis (default DefaultDiagnosisBudget; 0 waits for it always;
+// negative is an error).
+func WithDiagnosisBudget(d time.Duration) Option {
+	return func(w *Watcher) error {
+		if d < 0 {
+			return errorf("WithDiagnosisBudget(%s): negative", d)
+		}
+		w.budget = d
+		return nil
+	}
+}
 
 // Refiner is implemented by notifiers that can edit a posted incident when
 // its diagnosis improves after it was posted (the registry probe answered
@@ -55,9 +64,13 @@ func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (
 	// The reads and the probe run under the watcher's context, not this
 	// sync's: they are bounded by their own timeouts and their answer is
 	// wanted after the post.
-	go func() {
+	//
+	// The goroutine belongs to the leadership (lead waits for it): ctx is
+	// the leader's, which outlives this sync, and a new leader diagnoses
+	// afresh what this one could not finish.
+	w.bg.Go(func() {
 		began := time.Now()
-		bg := context.WithoutCancel(ctx)
+		bg := ctx
 		t, kc, pod, err := w.targetOf(bg, inc)
 		if err != nil {
 			done <- answer{err: err}
@@ -68,7 +81,7 @@ func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (
 		adaptToSource(inc.Key, pod, &d)
 		w.log.Debug("diagnosed", "key", ks, "cause", d.Cause, "inputs", read.Round(time.Millisecond), "probe", d.ProbeDuration.Round(time.Millisecond))
 		done <- answer{d: d}
-	}()
+	})
 	timer := time.NewTimer(w.budget)
 	defer timer.Stop()
 	select {
@@ -81,7 +94,7 @@ func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (
 	quick := diagnose.DiagnoseOffline(quickT)
 	quickPod, _ := w.cachedPod(inc.Key.Namespace, inc.Pods[0])
 	adaptToSource(inc.Key, quickPod, &quick)
-	go func() {
+	w.bg.Go(func() {
 		a := <-done
 		if a.err != nil {
 			// The pod went away meanwhile: the kubelet's words stand.
@@ -93,8 +106,8 @@ func (w *Watcher) diagnoseWithin(ctx context.Context, ks string, inc Incident) (
 			e.refined = &a.d
 		}
 		w.mu.Unlock()
-		w.enqueue("refine:" + ks)
-	}()
+		w.enqueue(item{kind: itemRefine, key: ks})
+	})
 	w.log.Debug("diagnosis budget spent; posting the kubelet's words first", "key", ks, "budget", w.budget)
 	return quick, nil
 }
@@ -118,7 +131,7 @@ func (w *Watcher) syncRefine(ctx context.Context, ks string) error {
 		// Not posted yet (the post is under way or retrying): refine it
 		// once it is.
 		w.mu.Unlock()
-		w.enqueueAfter("refine:"+ks, time.Second)
+		w.enqueueAfter(item{kind: itemRefine, key: ks}, time.Second)
 		return nil
 	}
 	e.Diagnosis, e.refined = e.refined, nil
@@ -128,7 +141,7 @@ func (w *Watcher) syncRefine(ctx context.Context, ks string) error {
 		w.log.Warn("refined diagnosis not saved", "key", ks, "err", err)
 	}
 	if inc.GroupID != "" {
-		w.enqueueAfter("group:"+inc.GroupID, groupUpdateDelay)
+		w.enqueueAfter(item{kind: itemGroup, key: inc.GroupID}, groupUpdateDelay)
 		return nil
 	}
 	r, ok := w.notify.(Refiner)
@@ -139,5 +152,8 @@ func (w *Watcher) syncRefine(ctx context.Context, ks string) error {
 		w.metrics.Error("notify")
 		return err
 	}
+	// The registry's verdict may be a credentials problem the kubelet's
+	// words did not show.
+	w.searchSecretsLater(ctx, ks, inc)
 	return nil
 }

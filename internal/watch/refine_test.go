@@ -93,7 +93,10 @@ func (b *blockingDiagnoser) Diagnose(_ context.Context, t diagnose.Target, _ aut
 func TestIncidentOpensWhileDiagnosesWait(t *testing.T) {
 	e := newCluster(t)
 	b := &blockingDiagnoser{entered: make(chan string, 10), release: make(chan struct{})}
-	w := New(e.cs, b, e.rec, WithCluster("test"), WithNamespaces(e.ns), WithWorkers(1), WithDiagnosisBudget(0))
+	w, err := New(e.cs, b, e.rec, WithCluster("test"), WithNamespaces(e.ns), WithWorkers(1), WithDiagnosisBudget(0))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
 // volumeDeployment is a Deployment whose container "ui" runs goodImage and
@@ -44,7 +45,7 @@ func (e *env) volumeDeployment(name, ref string, replicas int32) *appsv1.Deploym
 func TestImageVolumeTypo(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	p := NewPatcher(botClient(t, e), WithRolloutDeadline(2*time.Minute))
+	p := newPatcher(t, botClient(t, e), fix.WithRolloutDeadline(2*time.Minute))
 	e.volumeDeployment("assets", badImage, 2)
 	wl := Workload{Kind: "Deployment", Name: "assets"}
 	want := Key{Cluster: "test", Namespace: e.ns, Workload: wl, Container: "volume:models", Image: badImage}
@@ -74,23 +75,23 @@ func TestImageVolumeTypo(t *testing.T) {
 	stale := want
 	stale.Image = other
 	gen := e.getDeployment("assets").Generation
-	_, err := p.SetImage(ctx, FixRequest{Key: stale, NewImage: goodImage, Approver: approver})
-	var se *StaleError
+	_, err := p.SetImage(ctx, fix.FixRequest{Key: stale, NewImage: goodImage, Approver: approver})
+	var se *fix.StaleError
 	if !errors.As(err, &se) || se.Got != badImage || !strings.Contains(err.Error(), `image volume "models"`) {
-		t.Fatalf("stale key: err %v, want *StaleError naming the volume and %s", err, badImage)
+		t.Fatalf("stale key: err %v, want *fix.StaleError naming the volume and %s", err, badImage)
 	}
 	e.volumeDeployment("race", badImage, 1)
 	race := want
 	race.Name = "race"
-	pr := NewPatcher(botClient2(t, e))
-	pr.beforePatch = func() {
+	pr := newPatcher(t, botClient2(t, e))
+	pr.BeforePatch(func() {
 		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/volumes/0/image/reference","value":%q}]`, other)
 		if _, err := e.cs.AppsV1().Deployments(e.ns).Patch(ctx, "race", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Error(err)
 		}
-	}
-	if _, err := pr.SetImage(ctx, FixRequest{Key: race, NewImage: goodImage, Approver: approver}); !errors.As(err, &se) || se.Got != other {
-		t.Fatalf("race: err %v, want *StaleError naming %s", err, other)
+	})
+	if _, err := pr.SetImage(ctx, fix.FixRequest{Key: race, NewImage: goodImage, Approver: approver}); !errors.As(err, &se) || se.Got != other {
+		t.Fatalf("race: err %v, want *fix.StaleError naming %s", err, other)
 	}
 	if r := e.getDeployment("race"); r.Spec.Template.Spec.Volumes[0].Image.Reference != other || writtenByBot(r) {
 		t.Errorf("the concurrent edit was overwritten: %s", r.Spec.Template.Spec.Volumes[0].Image.Reference)
@@ -99,7 +100,7 @@ func TestImageVolumeTypo(t *testing.T) {
 		t.Errorf("a refused fix wrote: generation %d → %d", gen, dep.Generation)
 	}
 
-	res, err := p.SetImage(ctx, FixRequest{Key: want, NewImage: goodImage, Approver: approver})
+	res, err := p.SetImage(ctx, fix.FixRequest{Key: want, NewImage: goodImage, Approver: approver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +111,10 @@ func TestImageVolumeTypo(t *testing.T) {
 	if ref := dep.Spec.Template.Spec.Volumes[0].Image.Reference; ref != goodImage || dep.Spec.Template.Spec.Containers[0].Image != goodImage {
 		t.Errorf("volume reference %q, container image %q", ref, dep.Spec.Template.Spec.Containers[0].Image)
 	}
-	if got, wantCause := dep.Annotations[ChangeCauseAnnotation], "pullfix: image "+badImage+" → "+goodImage+", approved by "+approver; got != wantCause {
+	if got, wantCause := dep.Annotations[fix.ChangeCauseAnnotation], "pullfix: image "+badImage+" → "+goodImage+", approved by "+approver; got != wantCause {
 		t.Errorf("change-cause %q, want %q", got, wantCause)
 	}
-	if evs := eventsFor(t, e, "Deployment", "assets", ReasonImageUpdated); len(evs) != 1 || !strings.Contains(evs[0].Message, `Image volume "models" reference changed`) {
+	if evs := eventsFor(t, e, "Deployment", "assets", fix.ReasonImageUpdated); len(evs) != 1 || !strings.Contains(evs[0].Message, `Image volume "models" reference changed`) {
 		t.Errorf("events %+v", evs)
 	}
 
@@ -147,7 +148,7 @@ func TestImageVolumeTypo(t *testing.T) {
 }
 
 // botClient2 is the bot's identity under a second ServiceAccount name, for
-// a second Patcher in one test.
+// a second fix.Patcher in one test.
 func botClient2(t *testing.T, e *env) kubernetes.Interface {
 	return saClient(t, e, "pullfix-bot-2", botRules)
 }
@@ -157,7 +158,7 @@ func botClient2(t *testing.T, e *env) kubernetes.Interface {
 // stays Running (outside the Pending cache): the kubelet's Failed event
 // brings it in, and one incident opens for the pod itself, naming the
 // ephemeral container, diagnosed with the verified image and a remedy that
-// is the `kubectl debug` command to start a new one. The Patcher refuses
+// is the `kubectl debug` command to start a new one. The fix.Patcher refuses
 // every fix of it cleanly and writes nothing; deleting the pod resolves it.
 func TestEphemeralContainerBadImage(t *testing.T) {
 	e := newEnv(t)
@@ -202,15 +203,15 @@ func TestEphemeralContainerBadImage(t *testing.T) {
 		t.Errorf("pod phase %s: the test meant a Running pod", p.Status.Phase)
 	}
 
-	// No fix applies: each refusal is a *NotPatchableError, before any request.
-	p := NewPatcher(botClient(t, e))
-	_, errSet := p.SetImage(ctx, FixRequest{Key: want, NewImage: d.Candidates[0].Image, Approver: approver})
-	_, errSecret := p.AddPullSecret(ctx, PullSecretRequest{Key: want, Secret: "regcred", Approver: approver})
+	// No fix applies: each refusal is a *fix.NotPatchableError, before any request.
+	p := newPatcher(t, botClient(t, e))
+	_, errSet := p.SetImage(ctx, fix.FixRequest{Key: want, NewImage: d.Candidates[0].Image, Approver: approver})
+	_, errSecret := p.AddPullSecret(ctx, fix.PullSecretRequest{Key: want, Secret: "regcred", Approver: approver})
 	_, errFollow := p.FollowRollout(ctx, want, nil)
 	for name, err := range map[string]error{"SetImage": errSet, "AddPullSecret": errSecret, "FollowRollout": errFollow} {
-		var np *NotPatchableError
+		var np *fix.NotPatchableError
 		if !errors.As(err, &np) || !strings.Contains(err.Error(), "ephemeral") || !strings.Contains(err.Error(), "kubectl debug") {
-			t.Errorf("%s: err %v, want a *NotPatchableError saying to start a new debug container", name, err)
+			t.Errorf("%s: err %v, want a *fix.NotPatchableError saying to start a new debug container", name, err)
 		}
 	}
 	got, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, pod.Name, metav1.GetOptions{})

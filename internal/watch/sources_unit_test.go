@@ -8,6 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/workload"
 )
 
 // volumePod is a pod whose container "app" mounts the image volume
@@ -78,7 +80,7 @@ func TestFailingContainersSources(t *testing.T) {
 			slim, _ := slimPod(tt.pod)
 			for _, pod := range []*corev1.Pod{tt.pod, slim.(*corev1.Pod)} {
 				var got []string
-				for _, fc := range FailingContainers(pod) {
+				for _, fc := range workload.FailingContainers(pod) {
 					got = append(got, fc.Name+" "+fc.Image)
 				}
 				if strings.Join(got, "|") != strings.Join(tt.want, "|") {
@@ -104,14 +106,14 @@ func TestFailingContainersSources(t *testing.T) {
 		}
 		slim, _ := slimPod(p)
 		for _, pod := range []*corev1.Pod{p, slim.(*corev1.Pod)} {
-			fcs := FailingContainers(pod)
+			fcs := workload.FailingContainers(pod)
 			if len(fcs) != 1 || fcs[0].Name != "ephemeral:debugger" || fcs[0].Image != other || !fcs[0].Ephemeral {
 				t.Errorf("got %+v", fcs)
 			}
 			if got := sourceWorkload(Workload{Kind: "Deployment", Name: "web"}, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1"}}, fcs[0]); got != (Workload{Kind: "Pod", Name: "web-1"}) {
 				t.Errorf("workload %v, want the pod itself", got)
 			}
-			if ephemeralTarget(pod, "debugger") != "ui" {
+			if workload.EphemeralTarget(pod, "debugger") != "ui" {
 				t.Error("the slim pod lost the ephemeral container's target")
 			}
 		}
@@ -167,36 +169,36 @@ func TestAdaptToSource(t *testing.T) {
 	if plain.Remedy != "Fix the repository name." {
 		t.Errorf("an image volume's remedy changed: %q", plain.Remedy)
 	}
-	var nf *NotPatchableError
-	if err := notPatchableSource(k); err == nil || !strings.Contains(err.Error(), "ephemeral") {
+	var nf *fix.NotPatchableError
+	if err := fix.NotPatchableSource(k); err == nil || !strings.Contains(err.Error(), "ephemeral") {
 		t.Errorf("refusal %v", err)
 	} else if !asNotPatchable(err, &nf) {
-		t.Errorf("refusal %T, want *NotPatchableError", err)
+		t.Errorf("refusal %T, want *fix.NotPatchableError", err)
 	}
 }
 
-func asNotPatchable(err error, target **NotPatchableError) bool {
-	e, ok := err.(*NotPatchableError)
+func asNotPatchable(err error, target **fix.NotPatchableError) bool {
+	e, ok := err.(*fix.NotPatchableError)
 	*target = e
 	return ok
 }
 
 // TestPatcherRefusesUnpatchableSources: an ephemeral container (any
 // workload) and a bare Pod's image volume (a pod's volumes are immutable)
-// are refused before any request (the Patcher here has no client at all).
+// are refused before any request (the fix.Patcher here has no client at all).
 func TestPatcherRefusesUnpatchableSources(t *testing.T) {
-	p := NewPatcher(nil)
+	p := newPatcher(t, nil)
 	for _, k := range []Key{
 		{Namespace: "ns", Workload: Workload{Kind: "Pod", Name: "web-1"}, Container: "ephemeral:debugger", Image: badImage},
 		{Namespace: "ns", Workload: Workload{Kind: "Pod", Name: "bare"}, Container: "volume:models", Image: badImage},
 	} {
-		_, err := p.SetImage(t.Context(), FixRequest{Key: k, NewImage: goodImage, Approver: approver})
-		var np *NotPatchableError
+		_, err := p.SetImage(t.Context(), fix.FixRequest{Key: k, NewImage: goodImage, Approver: approver})
+		var np *fix.NotPatchableError
 		if !asNotPatchable(err, &np) {
-			t.Errorf("%s: err %v, want *NotPatchableError", k.Container, err)
+			t.Errorf("%s: err %v, want *fix.NotPatchableError", k.Container, err)
 		}
-		if _, err := p.AddPullSecret(t.Context(), PullSecretRequest{Key: k, Secret: "regcred", Approver: approver}); !asNotPatchable(err, &np) {
-			t.Errorf("%s: AddPullSecret err %v, want *NotPatchableError", k.Container, err)
+		if _, err := p.AddPullSecret(t.Context(), fix.PullSecretRequest{Key: k, Secret: "regcred", Approver: approver}); !asNotPatchable(err, &np) {
+			t.Errorf("%s: AddPullSecret err %v, want *fix.NotPatchableError", k.Container, err)
 		}
 	}
 }

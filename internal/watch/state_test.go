@@ -11,12 +11,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/watch/incident"
 )
 
-func testRecord(i int, state State, changed time.Time) record {
+func testRecord(i int, state State, changed time.Time) incident.Record {
 	k := Key{Cluster: "c", Namespace: "ns", Workload: Workload{Kind: "Deployment", Name: fmt.Sprintf("app-%04d", i)}, Container: "app",
 		Image: fmt.Sprintf("registry.example.com/team/app-%04d:1.0", i)}
-	return record{
+	return incident.Record{
 		ID: IncidentID(k), Key: k, State: state, Ref: fmt.Sprintf("C0123/%d.000100", 1700000000+i), Opened: changed, Changed: changed,
 		Cause: diagnose.TagNotFound, Candidates: []diagnose.Candidate{
 			{ID: "c1", Image: k.Image[:len(k.Image)-3] + "1.1", Kind: diagnose.CandidateTag, Digest: "sha256:" + strings.Repeat("ab", 32), Reason: "nearest existing tag"},
@@ -32,15 +33,16 @@ func testRecord(i int, state State, changed time.Time) record {
 func TestStateConfigMapBounded(t *testing.T) {
 	e := newCluster(t)
 	ctx := t.Context()
-	s := newStateStore(e.cs, e.ns, "bounded", slog.Default())
-	s.maxEntries, s.maxBytes, s.ttl = 400, 200<<10, 24*time.Hour
-	if err := s.load(ctx); err != nil {
+	s := incident.NewStore(e.cs, e.ns, "bounded", slog.Default())
+	s.SetLimits(24*time.Hour, 400, 200<<10)
+	_, maxEntries, maxBytes := s.Limits()
+	if err := s.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	var open, activeDismissed []record
+	var open, activeDismissed []incident.Record
 	for i := range 3000 {
-		var r record
+		var r incident.Record
 		switch {
 		case i%10 == 0: // open, recent
 			r = testRecord(i, StateNotified, now.Add(-time.Duration(i)*time.Second))
@@ -54,13 +56,13 @@ func TestStateConfigMapBounded(t *testing.T) {
 			}
 			r = testRecord(i, st, now.Add(-time.Duration(i)*time.Minute))
 		}
-		s.put(r)
+		s.Put(r)
 	}
 	// A dismissed incident whose pods still fail, changed long ago: kept.
 	old := testRecord(9999, StateDismissed, now.Add(-30*24*time.Hour))
-	s.put(old)
+	s.Put(old)
 	activeDismissed = append(activeDismissed, old)
-	if err := s.flush(ctx, map[string]bool{old.ID: true}); err != nil {
+	if err := s.Flush(ctx, map[string]bool{old.ID: true}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -72,8 +74,8 @@ func TestStateConfigMapBounded(t *testing.T) {
 	for k, v := range cm.Data {
 		size += len(k) + len(v)
 	}
-	t.Logf("3001 records written: %d kept, %d bytes (cap %d entries, %d bytes)", len(cm.Data), size, s.maxEntries, s.maxBytes)
-	if len(cm.Data) > s.maxEntries || size > s.maxBytes {
+	t.Logf("3001 records written: %d kept, %d bytes (cap %d entries, %d bytes)", len(cm.Data), size, maxEntries, maxBytes)
+	if len(cm.Data) > maxEntries || size > maxBytes {
 		t.Errorf("ConfigMap holds %d entries, %d bytes: over the caps", len(cm.Data), size)
 	}
 	for _, r := range append(open, activeDismissed...) {
@@ -87,16 +89,16 @@ func TestStateConfigMapBounded(t *testing.T) {
 		r := testRecord(i, StateResolved, time.Time{})
 		if i%10 == 1 {
 			if _, ok := cm.Data[r.ID]; ok {
-				t.Errorf("record past the TTL kept: %s", r.ID)
+				t.Errorf("incident.Record past the TTL kept: %s", r.ID)
 			}
 		}
 	}
 	for _, v := range cm.Data {
-		var r record
+		var r incident.Record
 		if err := jsonUnmarshal(v, &r); err != nil {
 			t.Fatalf("stored entry does not parse: %v", err)
 		}
-		if r.State.closed() && r.ID != old.ID && (oldestKept.IsZero() || r.Changed.Before(oldestKept)) {
+		if r.State.Closed() && r.ID != old.ID && (oldestKept.IsZero() || r.Changed.Before(oldestKept)) {
 			oldestKept = r.Changed
 		}
 	}
@@ -110,10 +112,10 @@ func TestStateConfigMapBounded(t *testing.T) {
 		}
 	}
 	if !newestClosed.IsZero() && newestClosed.After(oldestKept) {
-		t.Errorf("pruned a closed record changed %s while keeping one changed %s: oldest first", newestClosed, oldestKept)
+		t.Errorf("pruned a closed incident.Record changed %s while keeping one changed %s: oldest first", newestClosed, oldestKept)
 	}
 
-	// Another writer (an old leader) adds a record; a person adds a note.
+	// Another writer (an old leader) adds a incident.Record; a person adds a note.
 	foreign := testRecord(5000, StateNotified, now)
 	cm.Data[foreign.ID] = mustJSON(t, foreign)
 	cm.Data["note"] = "do not delete: ticket OPS-1"
@@ -121,8 +123,8 @@ func TestStateConfigMapBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	mine := testRecord(6000, StateNotified, now)
-	s.put(mine)
-	if err := s.flush(ctx, nil); err != nil {
+	s.Put(mine)
+	if err := s.Flush(ctx, nil); err != nil {
 		t.Fatalf("write after a concurrent change: %v", err)
 	}
 	cm, err = e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, "bounded", metav1.GetOptions{})
@@ -131,24 +133,24 @@ func TestStateConfigMapBounded(t *testing.T) {
 	}
 	for _, id := range []string{foreign.ID, mine.ID} {
 		if _, ok := cm.Data[id]; !ok {
-			t.Errorf("record %s lost in the conflicting write", id)
+			t.Errorf("incident.Record %s lost in the conflicting write", id)
 		}
 	}
 	if cm.Data["note"] != "do not delete: ticket OPS-1" {
-		t.Errorf("entry that is not a record changed: %q", cm.Data["note"])
+		t.Errorf("entry that is not a incident.Record changed: %q", cm.Data["note"])
 	}
 
 	// A fresh store (a new leader) reads it all back.
-	s2 := newStateStore(e.cs, e.ns, "bounded", slog.Default())
-	if err := s2.load(ctx); err != nil {
+	s2 := incident.NewStore(e.cs, e.ns, "bounded", slog.Default())
+	if err := s2.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, ok := s2.get(mine.ID)
+	got, ok := s2.Get(mine.ID)
 	if !ok || got.Ref != mine.Ref || len(got.Candidates) != 1 || got.Candidates[0].Image != mine.Candidates[0].Image {
 		t.Errorf("reloaded %+v, want %+v", got, mine)
 	}
-	if inc := got.incident(); inc.Diagnosis == nil || inc.Diagnosis.Summary == "" || inc.Diagnosis.Candidates[0].ID != "c1" {
-		t.Errorf("incident from record: %+v", inc.Diagnosis)
+	if inc := got.Incident(); inc.Diagnosis == nil || inc.Diagnosis.Summary == "" || inc.Diagnosis.Candidates[0].ID != "c1" {
+		t.Errorf("incident from incident.Record: %+v", inc.Diagnosis)
 	}
 }
 

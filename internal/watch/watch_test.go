@@ -24,6 +24,7 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
+	"github.com/pullfix/pullfix/internal/watch/creds"
 )
 
 var cp *controlplane.ControlPlane
@@ -203,7 +204,11 @@ func (r *running) stop() error {
 func (e *env) start(n Notifier, opts ...Option) *running {
 	e.t.Helper()
 	opts = append([]Option{WithCluster("test"), WithNamespaces(e.ns), WithResolveTimeout(time.Minute), WithDiagnosisBudget(0)}, opts...)
-	r := &running{w: New(e.cs, e.diag, n, opts...), done: make(chan error, 1)}
+	w, err := New(e.cs, e.diag, n, opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := &running{w: w, done: make(chan error, 1)}
 	var runCtx context.Context
 	runCtx, r.cancel = context.WithCancel(context.Background())
 	go func() { r.done <- r.w.Run(runCtx) }()
@@ -481,7 +486,7 @@ func TestKeychainFromSecrets(t *testing.T) {
 				`{"auths":{%q:{"username":%q,"password":"pw"}}}`, key, user))},
 		}
 	}
-	kc, errs := KeychainFromSecrets([]*corev1.Secret{
+	kc, errs := creds.KeychainFromSecrets([]*corev1.Secret{
 		mk("hub", "https://index.docker.io/v1/", "hubuser"),
 		mk("ecr", "123456789012.dkr.ecr.us-west-2.amazonaws.com", "AWS"),
 		mk("glob", "*.example.com:5000", "globuser"),

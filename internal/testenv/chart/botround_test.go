@@ -22,6 +22,9 @@ import (
 	"github.com/pullfix/pullfix/internal/testenv/kubeletsim"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/watch"
+	"github.com/pullfix/pullfix/internal/watch/creds"
+	"github.com/pullfix/pullfix/internal/watch/fix"
+	"github.com/pullfix/pullfix/internal/watch/leader"
 )
 
 const (
@@ -165,12 +168,15 @@ func TestChartBotRound(t *testing.T) {
 				// loaded the machine (the budget has its own tests in watch).
 				watch.WithDiagnosisBudget(0),
 				watch.WithStateConfigMap(in.ns, in.cm),
-				watch.WithLeaderElection(watch.LeaderConfig{Namespace: in.ns, Name: in.lease, Logger: log}),
+				watch.WithLeaderElection(leader.Config{Namespace: in.ns, Name: in.lease, Logger: log}),
 			}
 			if mode.namespaced {
 				opts = append(opts, watch.WithNamespaces(app))
 			}
-			w := watch.New(in.asSA, diagnose.NewDiagnoser(prober), rec, opts...)
+			w, err := watch.New(in.asSA, diagnose.NewDiagnoser(prober), rec, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
 			runCtx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(runCtx) }()
@@ -226,13 +232,16 @@ func TestChartBotRound(t *testing.T) {
 				t.Errorf("the diagnosis has platform %+v, not the arm64 node's: the bot could not read the Node", d.Target.Platform)
 			}
 
-			found, err := watch.FindWorkingPullSecrets(ctx, in.asSA, app, goodImage, d.Target.Platform, prober, watch.WithFindLogger(log))
+			found, err := creds.FindWorkingPullSecrets(ctx, in.asSA, app, goodImage, d.Target.Platform, prober, creds.WithFindLogger(log))
 			if err != nil || !slices.Equal(found, []string{"regcred"}) {
 				t.Errorf("FindWorkingPullSecrets = %v, %v; want [regcred]", found, err)
 			}
 
-			p := watch.NewPatcher(in.asSA, watch.WithPatcherLogger(log), watch.WithRolloutDeadline(2*time.Minute))
-			res, err := p.SetImage(ctx, watch.FixRequest{Key: inc.Key, NewImage: candidate, Approver: "@alice (U0AAA)"})
+			p, err := fix.NewPatcher(in.asSA, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(2*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.SetImage(ctx, fix.FixRequest{Key: inc.Key, NewImage: candidate, Approver: "@alice (U0AAA)"})
 			if err != nil {
 				t.Fatalf("SetImage as the chart's service account: %v", err)
 			}
