@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullfix/pullfix/internal/approval"
+	"github.com/pullfix/pullfix/internal/gitops"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
 	"github.com/pullfix/pullfix/internal/watch/fix"
@@ -24,12 +26,15 @@ type bridge struct {
 	app     *slackapp.App
 	cluster string
 	log     *slog.Logger
+	gitops  *gitops.Guard     // GitOps owners and their write guard (issue #17); nil: off
+	rbac    *approval.Binding // approvals bound to Kubernetes RBAC (issue #17); nil: off
 }
 
 // ---- watch.Notifier ----
 
 func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error) {
-	return b.app.Opened(ctx, toSlack(inc))
+	b.gitops.Detect(ctx, inc.ID, inc.Key.Namespace, inc.Key.Workload)
+	return b.app.Opened(ctx, b.toSlack(inc))
 }
 
 // Refined edits the message: the registry answered late, or secrets were proven.
@@ -37,7 +42,7 @@ func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
 	if inc.NotifyRef == "" {
 		return nil
 	}
-	return b.app.Refresh(ctx, toSlack(inc))
+	return b.app.Refresh(ctx, b.toSlack(inc))
 }
 
 // Updated: each change starts with a click; the Slack app edits the message.
@@ -46,6 +51,7 @@ func (b *bridge) Updated(context.Context, watch.Incident) error { return nil }
 // Resolved edits the message to its end; the watcher calls it only when no
 // fix of pullfix's reported the outcome already.
 func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
+	defer b.gitops.Forget(inc.ID)
 	if inc.NotifyRef == "" {
 		return nil
 	}
@@ -54,7 +60,7 @@ func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
 		r.Actor = inc.By
 	}
 	r.ReadyPods, r.Desired, r.Image = b.w.Readiness(ctx, inc.Key)
-	return b.app.Resolved(ctx, toSlack(inc), r)
+	return b.app.Resolved(ctx, b.toSlack(inc), r)
 }
 
 func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
@@ -74,22 +80,21 @@ func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 }
 
 // ---- crash safety: watch.PostFinder, watch.FixResumer (watch's reconcile.go) ----
-
 func (b *bridge) FindPosted(ctx context.Context, inc watch.Incident) (string, error) {
-	return b.app.FindPosted(ctx, toSlack(inc), inc.Opened)
+	return b.app.FindPosted(ctx, b.toSlack(inc), inc.Opened)
 }
 func (b *bridge) Adopted(ctx context.Context, inc watch.Incident) error {
-	return b.app.Adopt(ctx, toSlack(inc))
+	return b.app.Adopt(ctx, b.toSlack(inc))
 }
 func (b *bridge) ResumeFix(ctx context.Context, inc watch.Incident, applied bool) {
-	b.app.ResumeFix(ctx, toSlack(inc), slackapp.PendingFix{Action: slackapp.Action(inc.Fix.Action), Arg: inc.Fix.Arg, Target: inc.Fix.Target, By: inc.Fix.By, Applied: applied})
+	b.app.ResumeFix(ctx, b.toSlack(inc), slackapp.PendingFix{Action: slackapp.Action(inc.Fix.Action), Arg: inc.Fix.Arg, Target: inc.Fix.Target, By: inc.Fix.By, Applied: applied})
 }
 
 // ---- slackapp.Incidents ----
 
-func (b *bridge) Incident(_ context.Context, id string) (slackapp.Incident, error) {
+func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, error) {
 	if g, ok := b.w.Group(id); ok && len(g.Members) > 0 {
-		inc := toSlack(g.Members[0])
+		inc := b.toSlack(g.Members[0])
 		inc.ID, inc.Ref = g.ID, g.NotifyRef
 		return inc, nil
 	}
@@ -97,22 +102,22 @@ func (b *bridge) Incident(_ context.Context, id string) (slackapp.Incident, erro
 	if !ok {
 		return slackapp.Incident{}, slackErr(fmt.Errorf("%w: %q", watch.ErrUnknownIncident, id))
 	}
-	return toSlack(inc), nil
+	b.gitops.Detect(ctx, inc.ID, inc.Key.Namespace, inc.Key.Workload) // a click judges the workload as it is now
+	return b.toSlack(inc), nil
 }
 
 func (b *bridge) List(_ context.Context, namespace string) ([]slackapp.Incident, error) {
 	var out []slackapp.Incident
 	for _, inc := range b.w.Incidents() {
 		if namespace == "" || inc.Key.Namespace == namespace {
-			out = append(out, toSlack(inc))
+			out = append(out, b.toSlack(inc))
 		}
 	}
 	return out, nil
 }
 
-// MarkFixing records the approved fix with the mark: a restart answers it.
 func (b *bridge) MarkFixing(ctx context.Context, id string, f slackapp.PendingFix) error {
-	return slackErr(b.w.MarkFixingFor(ctx, id, watch.FixIntent{Action: string(f.Action), Arg: f.Arg, Target: f.Target, By: f.By, Approver: slackapp.ApproverName(f.By)}))
+	return slackErr(b.w.MarkFixingFor(ctx, id, watch.FixIntent{Action: string(f.Action), Arg: f.Arg, Target: f.Target, By: f.By, Approver: approval.Approver(f.By)}))
 }
 
 func (b *bridge) ClearFixing(ctx context.Context, id string) error {
@@ -132,13 +137,27 @@ func (b *bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, err
 	if err != nil {
 		return slackapp.Incident{}, slackErr(err)
 	}
-	return toSlack(inc), nil
+	return b.toSlack(inc), nil
 }
 
 // ---- slackapp.Fixer ----
 
 func (b *bridge) SetImage(ctx context.Context, id, candidateID, approver string) (slackapp.FixResult, error) {
-	res, err := b.w.SetImage(ctx, id, candidateID, slackapp.ApproverName(approver))
+	return b.setImage(ctx, id, candidateID, approver, b.w.SetImage)
+}
+
+// SetImageTemporary is the opt-in temporary live patch of a GitOps-owned workload (slackapp.TemporaryFixer).
+func (b *bridge) SetImageTemporary(ctx context.Context, id, candidateID, approver string) (slackapp.FixResult, error) {
+	return b.setImage(ctx, id, candidateID, approver, b.w.SetTemporaryImage)
+}
+
+// setImage acts as the approver (their Kubernetes identity, with RBAC-bound approvals).
+func (b *bridge) setImage(ctx context.Context, id, candidateID, approver string, set func(context.Context, string, string, string) (fix.FixResult, error)) (slackapp.FixResult, error) {
+	ctx, who, err := b.rbac.ActAs(ctx, approver)
+	if err != nil {
+		return slackapp.FixResult{}, slackErr(err)
+	}
+	res, err := set(ctx, id, candidateID, who)
 	if err != nil {
 		return slackapp.FixResult{}, slackErr(err)
 	}
@@ -146,7 +165,11 @@ func (b *bridge) SetImage(ctx context.Context, id, candidateID, approver string)
 }
 
 func (b *bridge) AddPullSecret(ctx context.Context, id, secret, approver string) (slackapp.FixResult, error) {
-	res, err := b.w.AddPullSecret(ctx, id, secret, slackapp.ApproverName(approver))
+	ctx, who, err := b.rbac.ActAs(ctx, approver)
+	if err != nil {
+		return slackapp.FixResult{}, slackErr(err)
+	}
+	res, err := b.w.AddPullSecret(ctx, id, secret, who)
 	if err != nil {
 		return slackapp.FixResult{}, slackErr(err)
 	}
@@ -174,13 +197,15 @@ func (b *bridge) Diagnose(ctx context.Context, namespace, kind, name string) (sl
 	if healthy {
 		return slackapp.Incident{Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name}, true, nil
 	}
-	return toSlack(inc), false, nil
+	b.gitops.Detect(ctx, inc.ID, inc.Key.Namespace, inc.Key.Workload)
+	return b.toSlack(inc), false, nil
 }
 
 // ---- conversions ----
 
-// toSlack converts a watcher incident into what the Slack app renders.
-func toSlack(inc watch.Incident) slackapp.Incident {
+// toSlack converts a watcher incident into what the Slack app renders,
+// with what the GitOps guard knows of its owner.
+func (b *bridge) toSlack(inc watch.Incident) slackapp.Incident {
 	out := slackapp.Incident{
 		ID: inc.ID, Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name,
 		Container: inc.Key.Container, Image: inc.Key.Image, Pods: inc.Pods, State: messageState(inc.State),
@@ -188,6 +213,9 @@ func toSlack(inc watch.Incident) slackapp.Incident {
 	}
 	if inc.State == watch.StateFixing {
 		out.FixingBy = inc.By
+	}
+	if v := b.gitops.View(inc.ID); v != nil {
+		out.GitOps = (*slackapp.GitOps)(v)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/pullfix/pullfix/internal/approval"
 	"github.com/pullfix/pullfix/internal/slackapp"
 	"github.com/pullfix/pullfix/internal/watch"
 	"github.com/pullfix/pullfix/internal/watch/fix"
@@ -107,16 +108,16 @@ func TestToSlack(t *testing.T) {
 	}
 	inc := watch.Incident{ID: "abc", Key: watch.Key{Namespace: "ns", Workload: watch.Workload{Kind: "Deployment", Name: "ui"}, Container: "ui", Image: "x:1"},
 		State: watch.StateFixing, By: "U0ALICE", NotifyRef: "C1:1.2", ProvenSecrets: []string{"regcred"}, Pods: []string{"ui-1"}}
-	got := toSlack(inc)
+	got := (&bridge{}).toSlack(inc)
 	if got.ID != "abc" || got.Namespace != "ns" || got.Kind != "Deployment" || got.Name != "ui" || got.Image != "x:1" || got.Ref != "C1:1.2" ||
 		got.State != slackapp.StateFixing || got.FixingBy != "U0ALICE" || len(got.ProvenSecrets) != 1 || got.ProvenSecrets[0] != "regcred" || len(got.Pods) != 1 {
 		t.Errorf("toSlack = %+v", got)
 	}
 	inc.State = watch.StateNotified
-	if got := toSlack(inc); got.FixingBy != "" || got.State != slackapp.StateOpen {
+	if got := (&bridge{}).toSlack(inc); got.FixingBy != "" || got.State != slackapp.StateOpen {
 		t.Errorf("notified: FixingBy %q state %s, want none and open", got.FixingBy, got.State)
 	}
-	if got := slackapp.ApproverName("U0ALICE"); got != "<@U0ALICE> (Slack)" {
-		t.Errorf("ApproverName = %q", got)
+	if got := approval.Approver("U0ALICE"); got != "<@U0ALICE> (Slack)" {
+		t.Errorf("approverName = %q", got)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/pullfix/pullfix/internal/approval"
 )
 
 // Config is read from the environment (prefix PULLFIX_). Secrets come only
@@ -40,6 +42,11 @@ type Config struct {
 	RolloutDeadline   time.Duration `envconfig:"ROLLOUT_DEADLINE" default:"5m" desc:"how long a fix's rollout is followed before the message says what still fails"`
 	PullSecretProbing bool          `envconfig:"PULL_SECRET_PROBING" default:"true" desc:"look for Secrets in the namespace that hold working pull credentials (needs get on secrets)"`
 
+	// GitOps and RBAC-bound approvals (issue #17: internal/gitops, internal/approval).
+	SlackRBACMapping     string `envconfig:"SLACK_RBAC_MAPPING" desc:"bind approvers to Kubernetes RBAC: SLACK_USER=K8S_USER[|GROUP…],…, '*={email}[|GROUP…]' maps the rest by Slack e-mail; a SubjectAccessReview checks each fix (unset: off)"`
+	GitOpsTemporaryPatch bool   `envconfig:"GITOPS_TEMPORARY_PATCH" default:"false" desc:"offer a temporary live patch (marked temporary) for a GitOps-owned workload; with Argo CD only when self-heal is off"`
+	ArgoCDNamespace      string `envconfig:"ARGOCD_NAMESPACE" default:"argocd" desc:"where Argo CD Applications live when the tracking annotation names no namespace"`
+
 	// Process.
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -62,6 +69,9 @@ func loadConfig() (Config, error) {
 	}
 	if c.ProbeTimeout <= 0 {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_PROBE_TIMEOUT must be positive, got %s", c.ProbeTimeout)
+	}
+	if _, err := approval.Parse(c.SlackRBACMapping); err != nil {
+		return Config{}, fmt.Errorf("configuration: PULLFIX_SLACK_RBAC_MAPPING: %w", err)
 	}
 	switch c.LogFormat {
 	case "text", "json":

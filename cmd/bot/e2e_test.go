@@ -119,6 +119,8 @@ type world struct {
 	// httpAddr, when set, runs the chart's Slack HTTP mode (the emulator's
 	// signing secret) with the bot listening there.
 	httpAddr string
+	// slack holds more of the chart's slack values (e.g. rbacMapping).
+	slack map[string]any
 }
 
 // newE2E renders the chart with Slack on, creates its ServiceAccount, RBAC
@@ -179,6 +181,7 @@ func newE2E(t *testing.T, w world) *e2e {
 			"appToken":  emu.AppToken(),
 		},
 		// The one Slack setting a real install never needs: where Slack is.
+		// (w.slack is merged in below.)
 		"extraEnv": []any{map[string]any{"name": "PULLFIX_SLACK_API_URL", "value": emu.APIURL()}},
 	}
 	if w.httpAddr != "" {
@@ -186,6 +189,7 @@ func newE2E(t *testing.T, w world) *e2e {
 		sl["mode"], sl["signingSecret"] = "http", emu.SigningSecret()
 		delete(sl, "appToken")
 	}
+	maps.Copy(values["slack"].(map[string]any), w.slack)
 	objs, err := h.Render(ctx, release, e.system, values)
 	if err != nil {
 		t.Fatal(err)

@@ -9,10 +9,13 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pullfix/pullfix/internal/approval"
 	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/diagnose"
+	"github.com/pullfix/pullfix/internal/gitops"
 	"github.com/pullfix/pullfix/internal/kubeclient"
 	"github.com/pullfix/pullfix/internal/ops"
 	"github.com/pullfix/pullfix/internal/slackapp"
@@ -40,7 +43,10 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cfg, log := env.cfg, env.log
 	reg := prometheus.NewRegistry()
 	metrics := watch.NewMetrics(reg)
-	patcher, err := fix.NewPatcher(env.cs, fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline))
+	// Issue #17: the patcher writes only what GitOps ownership and the approver's RBAC allow.
+	guard := gitops.NewGuard(env.cs, env.dyn, gitops.GuardConfig{AllowTemporary: cfg.GitOpsTemporaryPatch, ArgoNamespace: cfg.ArgoCDNamespace}, log)
+	rbac, _ := approval.NewBinding(env.cs, cfg.SlackRBACMapping) // loadConfig checked it
+	patcher, err := fix.NewPatcher(env.cs, append([]fix.PatcherOption{fix.WithPatcherLogger(log), fix.WithRolloutDeadline(cfg.RolloutDeadline), guard.PatcherOption()}, rbac.PatcherOptions()...)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: PULLFIX_ROLLOUT_DEADLINE: %v\n", err)
 		return 2
@@ -60,7 +66,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		opts = append(opts, watch.WithLeaderElection(leader.Config{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
 	// b.w is set once the watcher exists, before Run (so before any call).
-	b := &bridge{cluster: cfg.Cluster, log: log}
+	b := &bridge{cluster: cfg.Cluster, log: log, gitops: guard, rbac: rbac}
 	var notifier watch.Notifier = b
 	extra := map[string]http.Handler{}
 	if cfg.BotToken == "" {
@@ -77,6 +83,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		defer app.Close()
 		b.app = app
+		rbac.SetEmailLookup(app.UserEmail)
 		if cfg.AppToken != "" {
 			// Slack hands each Socket Mode event to one open connection, so
 			// only the leader holds one: it moves with leadership.
@@ -135,7 +142,7 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m
 	approvers := slackapp.NewApprovers(policy, slackapp.SlackGroupMembers{API: api}, slackapp.WithOpenActions(cfg.OpenActions))
 	return slackapp.New(api, slackapp.Config{
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
-	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers},
+	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers, Authorizer: b.rbac},
 		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3))), nil
 }
 
@@ -144,6 +151,7 @@ type runEnv struct {
 	cfg    Config
 	log    *slog.Logger
 	cs     kubernetes.Interface
+	dyn    dynamic.Interface // GitOps owners (Argo CD Applications, Flux objects)
 	where  string
 	prober *diagnose.Prober
 	diag   *diagnose.Diagnoser
@@ -158,7 +166,7 @@ func setup(stderr io.Writer) (runEnv, int) {
 		return runEnv{}, 2
 	}
 	log := ops.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	cs, where, err := kubeclient.New(cfg.Kubeconfig, "pullfix/"+version)
+	cs, dyn, where, err := kubeclient.NewWithDynamic(cfg.Kubeconfig, "pullfix/"+version)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return runEnv{}, 1
@@ -168,7 +176,7 @@ func setup(stderr io.Writer) (runEnv, int) {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return runEnv{}, 2
 	}
-	return runEnv{cfg: cfg, log: log, cs: cs, where: where, prober: p, diag: d}, 0
+	return runEnv{cfg: cfg, log: log, cs: cs, dyn: dyn, where: where, prober: p, diag: d}, 0
 }
 
 // newDiagnoser builds the registry prober and diagnoser from configuration.

@@ -5,6 +5,7 @@ package kubeclient
 import (
 	"fmt"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -14,6 +15,18 @@ import (
 // else the given path, $KUBECONFIG, ~/.kube/config. It says which, and
 // names itself userAgent to the API server.
 func New(path, userAgent string) (kubernetes.Interface, string, error) {
+	cs, _, where, err := connect(path, userAgent, false)
+	return cs, where, err
+}
+
+// NewWithDynamic is New plus a dynamic client on the same connection, for
+// objects pullfix has no typed client for (Argo CD Applications, Flux
+// Kustomizations and HelmReleases and their sources: issue #17).
+func NewWithDynamic(path, userAgent string) (kubernetes.Interface, dynamic.Interface, string, error) {
+	return connect(path, userAgent, true)
+}
+
+func connect(path, userAgent string, withDynamic bool) (kubernetes.Interface, dynamic.Interface, string, error) {
 	var cfg *rest.Config
 	var where string
 	if path == "" {
@@ -28,7 +41,7 @@ func New(path, userAgent string) (kubernetes.Interface, string, error) {
 		}
 		c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 		if err != nil {
-			return nil, "", fmt.Errorf("no Kubernetes connection: %w (set PULLFIX_KUBECONFIG or KUBECONFIG, or run `make run` for the local demo cluster)", err)
+			return nil, nil, "", fmt.Errorf("no Kubernetes connection: %w (set PULLFIX_KUBECONFIG or KUBECONFIG, or run `make run` for the local demo cluster)", err)
 		}
 		cfg, where = c, rules.GetDefaultFilename()
 		if path != "" {
@@ -45,7 +58,14 @@ func New(path, userAgent string) (kubernetes.Interface, string, error) {
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, "", fmt.Errorf("kubernetes client: %w", err)
 	}
-	return cs, where, nil
+	if !withDynamic {
+		return cs, nil, where, nil
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	return cs, dyn, where, nil
 }

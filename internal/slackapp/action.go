@@ -44,7 +44,7 @@ const (
 
 // ActionIDs lists every action_id pullfix renders, for handler registration.
 func ActionIDs() []string {
-	return []string{ActionIDSetImage, ActionIDRollback, ActionIDAddSecret, ActionIDRecheck, ActionIDSnooze, ActionIDDismiss}
+	return []string{ActionIDSetImage, ActionIDRollback, ActionIDAddSecret, ActionIDRecheck, ActionIDSnooze, ActionIDDismiss, ActionIDTempImage}
 }
 
 // ActionID is the action_id of a's button ("" for an unknown action).
@@ -62,13 +62,15 @@ func (a Action) ActionID() string {
 		return ActionIDSnooze
 	case ActionDismiss:
 		return ActionIDDismiss
+	case ActionTempImage:
+		return ActionIDTempImage
 	}
 	return ""
 }
 
 // ActionForID maps an action_id back to its Action.
 func ActionForID(actionID string) (Action, bool) {
-	for _, a := range []Action{ActionSetImage, ActionRollback, ActionAddSecret, ActionRecheck, ActionSnooze, ActionDismiss} {
+	for _, a := range []Action{ActionSetImage, ActionRollback, ActionAddSecret, ActionRecheck, ActionSnooze, ActionDismiss, ActionTempImage} {
 		if a.ActionID() == actionID {
 			return a, true
 		}
@@ -80,7 +82,7 @@ func ActionForID(actionID string) (Action, bool) {
 // set image, roll back, add a pull secret. Re-check, snooze and dismiss
 // change nothing in the cluster.
 func (a Action) IsFix() bool {
-	return a == ActionSetImage || a == ActionRollback || a == ActionAddSecret
+	return a == ActionSetImage || a == ActionRollback || a == ActionAddSecret || a == ActionTempImage
 }
 
 // needsArg reports whether the action names a candidate (or secret).
@@ -160,7 +162,7 @@ func (v ActionValue) Validate() error {
 	enc := "(" + string(v.Action) + ")"
 	switch {
 	case v.Action.ActionID() == "":
-		return valueErr(ErrUnknownAction, enc, "action %q is not one of set_image, rollback, add_secret, recheck, snooze, dismiss", v.Action)
+		return valueErr(ErrUnknownAction, enc, "action %q is not one of set_image, rollback, add_secret, recheck, snooze, dismiss, temp_image", v.Action)
 	case v.Cluster == "" || utf8.RuneCountInString(v.Cluster) > maxValueCluster || !utf8.ValidString(v.Cluster):
 		return valueErr(ErrMalformedValue, enc, "cluster name must be 1..%d characters of valid UTF-8", maxValueCluster)
 	case v.IncidentID == "" || utf8.RuneCountInString(v.IncidentID) > maxValueIncident || !utf8.ValidString(v.IncidentID):

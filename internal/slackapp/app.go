@@ -56,6 +56,8 @@ type Incident struct {
 	// message's metadata, so FindPosted can find the message after a crash
 	// (history.go).
 	PostID string
+	// GitOps is set when a GitOps controller owns the workload.
+	GitOps *GitOps
 }
 
 // Workload renders "deployment/ui-new".
@@ -161,16 +163,6 @@ type Fixer interface {
 	FollowRollout(ctx context.Context, incidentID string, progress func(RolloutProgress)) (RolloutResult, error)
 }
 
-// ApproverName is how a Slack approver appears in a fix's change-cause
-// and audit Event (the approver a Fixer records): the user id in mention
-// form, which Slack renders as the name.
-func ApproverName(user string) string {
-	if user == "" {
-		return ""
-	}
-	return "<@" + user + "> (Slack)"
-}
-
 // OnDemand diagnoses a workload now, for /pullfix NAME.
 type OnDemand interface {
 	// Diagnose diagnoses the workload (kind "" means the caller's default)
@@ -196,6 +188,9 @@ type Deps struct {
 	Fixer     Fixer
 	OnDemand  OnDemand
 	Approvers ApprovalPolicy
+	// Authorizer, when set, may refuse a fix privately before it starts
+	// (authorize.go).
+	Authorizer FixAuthorizer
 }
 
 // Config is the App's Slack configuration.

@@ -203,6 +203,10 @@ func fairShares(lens []int, budget int) []int {
 // become plain buttons in the controls row (their reasons are in the
 // details reply).
 func (b *builder) fixButtons(in MessageInput) {
+	if in.GitOps != nil && !isEphemeralContainer(in.Container) {
+		b.gitopsFix(in) // render_gitops.go: the Git change, no live patch
+		return
+	}
 	if isEphemeralContainer(in.Container) {
 		b.ephemeralCandidates(in)
 		return
@@ -243,7 +247,7 @@ func primaryCandidate(d diagnose.Diagnosis) int {
 
 // secondaryFixes are the fix buttons after the primary one.
 func (b *builder) secondaryFixes(in MessageInput) []slack.BlockElement {
-	if isEphemeralContainer(in.Container) {
+	if isEphemeralContainer(in.Container) || in.GitOps != nil {
 		return nil
 	}
 	var els []slack.BlockElement

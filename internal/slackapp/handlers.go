@@ -265,7 +265,7 @@ func (a *App) onAction(ctx context.Context, cb slack.InteractionCallback, act sl
 		c.ref = Ref(cb.Container.ChannelID, cb.Container.MessageTs)
 	}
 	switch v.Action {
-	case ActionSetImage, ActionRollback:
+	case ActionSetImage, ActionRollback, ActionTempImage:
 		cand, ok := inc.Candidate(v.Arg)
 		if !ok {
 			log.Warn("slackapp: click names no candidate of the incident", "candidate", v.Arg)
@@ -326,6 +326,9 @@ func (a *App) actionFailed(ctx context.Context, c click, what string, err error)
 // and show the end in the thread and on the root message.
 func (a *App) fix(ctx context.Context, c click, target string) {
 	inc, user := c.inc, c.user
+	if !a.authorizeFix(ctx, c) { // authorize.go: refusals are private
+		return
+	}
 	err := a.markFixing(ctx, c, target)
 	if c.recorded != nil {
 		c.recorded() // the approval is durable (or refused): Slack may now be told the click arrived
@@ -356,6 +359,8 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 	var res FixResult
 	if c.value.Action == ActionAddSecret {
 		res, err = a.deps.Fixer.AddPullSecret(ctx, inc.ID, c.value.Arg, user)
+	} else if c.value.Action == ActionTempImage {
+		res, err = a.setImageTemporary(ctx, inc.ID, c.value.Arg, user)
 	} else {
 		res, err = a.deps.Fixer.SetImage(ctx, inc.ID, c.value.Arg, user)
 	}
@@ -515,7 +520,7 @@ func (a *App) messageInput(inc Incident, state State) MessageInput {
 	in := MessageInput{
 		Cluster: a.cfg.Cluster, Namespace: inc.Namespace, Kind: inc.Kind, Name: inc.Name,
 		Container: inc.Container, Image: inc.Image, PodCount: len(inc.Pods), IncidentID: inc.ID,
-		ProvenSecrets: inc.ProvenSecrets, State: state,
+		ProvenSecrets: inc.ProvenSecrets, State: state, GitOps: inc.GitOps,
 	}
 	if in.State == "" {
 		in.State = inc.messageState()

@@ -92,6 +92,9 @@ type MessageInput struct {
 	Until time.Time
 	// StateNote is one more line under the state (free text, escaped).
 	StateNote string
+	// GitOps is set when a GitOps controller owns the workload: the
+	// message offers the Git change instead of a live patch (render_gitops.go).
+	GitOps *GitOps
 }
 
 func (in *MessageInput) fill() {
@@ -135,7 +138,7 @@ const (
 func Render(in MessageInput) Message {
 	in.fill()
 	d := in.Diagnosis
-	b := newBuilder("pf", fmt.Sprintf("%+v", in))
+	b := newBuilder("pf", renderKey(in))
 	title := d.Cause.Title()
 	workload := in.Kind + " " + in.Name
 
@@ -167,7 +170,7 @@ func Render(in MessageInput) Message {
 		b.section("state", "💤 *Snoozed* until "+slackDate(in.Until)+" "+byActor("", in.Actor)+".")
 		text = fmt.Sprintf("Snoozed: %s — %s (cluster %s)", title, workload, in.Cluster)
 	default:
-		text = fmt.Sprintf("%s — %s in %s (cluster %s)", title, workload, in.Namespace, in.Cluster)
+		text = fmt.Sprintf("%s — %s in %s (cluster %s)", title, workload, in.Namespace, in.Cluster) + gitopsPlain(in)
 	}
 	if in.StateNote != "" {
 		b.context("note", esc(in.StateNote))
@@ -265,7 +268,7 @@ func renderResolved(in MessageInput, b *builder) Message {
 func RenderDetails(in MessageInput) Message {
 	in.fill()
 	d := in.Diagnosis
-	b := newBuilder("pfd", fmt.Sprintf("%+v", in))
+	b := newBuilder("pfd", renderKey(in))
 	facts := "*Details* — " + esc(in.Kind) + " " + code(in.Namespace+"/"+in.Name)
 	if in.Container != "" {
 		facts += ", container " + code(in.Container)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,6 +251,7 @@ func goldenCases(t testing.TB) map[string]Message {
 		{IncidentID: "inc-2", Namespace: "payments", Kind: "StatefulSet", Name: "db", Container: "postgres", Cause: diagnose.RateLimited, State: StateSnoozed, PodCount: 3},
 	}})
 	cases["list_empty"] = RenderList(ListInput{Cluster: "prod-eu", Namespace: "retail"})
+	maps.Copy(cases, gitopsGoldenCases(t)) // render_gitops_test.go
 	cases["help"] = RenderHelp()
 	cases["error"] = RenderError(`unknown flag "--foo": flags are -n NAMESPACE (or --namespace=NAMESPACE) and --help`)
 	return cases

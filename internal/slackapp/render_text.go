@@ -78,6 +78,8 @@ func fixPhrase(a Action, target string) string {
 		return "roll back to " + code(target)
 	case ActionAddSecret:
 		return "add imagePullSecret " + code(target)
+	case ActionTempImage:
+		return "TEMPORARY live patch to " + code(target) + " (Git still names the old image)"
 	}
 	return "set image to " + code(target)
 }
@@ -88,6 +90,8 @@ func fixPhrasePlain(a Action, target string) string {
 		return "roll back to " + target
 	case ActionAddSecret:
 		return "add imagePullSecret " + target
+	case ActionTempImage:
+		return "TEMPORARY live patch to " + target + " (Git still names the old image)"
 	}
 	return "set image to " + target
 }

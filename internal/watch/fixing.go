@@ -53,6 +53,17 @@ func (w *Watcher) fixable(id string) (Incident, error) {
 // the Event). A candidate the diagnosis did not verify is refused: nothing
 // a click carries can choose what is deployed.
 func (w *Watcher) SetImage(ctx context.Context, id, candidateID, approver string) (fix.FixResult, error) {
+	return w.setImage(ctx, id, candidateID, approver, false)
+}
+
+// SetTemporaryImage is SetImage as a temporary live patch of a GitOps-owned
+// workload (issue #17): the patcher's write guard lets it through only
+// where the GitOps policy allows one, and its change-cause says TEMPORARY.
+func (w *Watcher) SetTemporaryImage(ctx context.Context, id, candidateID, approver string) (fix.FixResult, error) {
+	return w.setImage(ctx, id, candidateID, approver, true)
+}
+
+func (w *Watcher) setImage(ctx context.Context, id, candidateID, approver string, temporary bool) (fix.FixResult, error) {
 	inc, err := w.fixable(id)
 	if err != nil {
 		return fix.FixResult{}, err
@@ -69,7 +80,7 @@ func (w *Watcher) SetImage(ctx context.Context, id, candidateID, approver string
 		return fix.FixResult{}, &fix.RefusedError{Reason: fmt.Sprintf("candidate %q is not one the diagnosis verified", candidateID)}
 	}
 	w.setFixInFlight(id, true)
-	res, err := w.patcher.SetImage(ctx, fix.FixRequest{Key: inc.Key, NewImage: image, Approver: approver})
+	res, err := w.patcher.SetImage(ctx, fix.FixRequest{Key: inc.Key, NewImage: image, Approver: approver, Temporary: temporary})
 	w.metrics.Patched("image", fix.Outcome(err))
 	if err != nil {
 		w.setFixInFlight(id, false)

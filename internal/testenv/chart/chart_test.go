@@ -49,7 +49,7 @@ func TestHelmLintTemplate(t *testing.T) {
 			if n := len(Find(objs, "Role")); n != 1 {
 				t.Errorf("default (cluster-wide) renders %d Roles, want only the own-namespace one", n)
 			}
-			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-nodes")
+			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-gitops", "lint-pullfix-nodes")
 			if n := len(Find(objs, "Secret")); n != 0 {
 				t.Errorf("Slack is off by default, yet %d Secrets are rendered", n)
 			}
@@ -59,6 +59,7 @@ func TestHelmLintTemplate(t *testing.T) {
 				"PULLFIX_STATE_CONFIGMAP": "lint-pullfix-state", "PULLFIX_LISTEN_ADDR": ":8080",
 				"PULLFIX_PULL_SECRET_PROBING": "true", "PULLFIX_CLUSTER_NAME": "default",
 				"PULLFIX_PROBE_TIMEOUT": "5s", "PULLFIX_LOG_FORMAT": "json",
+				"PULLFIX_GITOPS_TEMPORARY_PATCH": "false", "PULLFIX_ARGOCD_NAMESPACE": "argocd",
 			} {
 				if env[k] != v {
 					t.Errorf("env %s = %q, want %q", k, env[k], v)
@@ -67,7 +68,7 @@ func TestHelmLintTemplate(t *testing.T) {
 			if env["PULLFIX_POD_NAMESPACE"] != "fieldRef:metadata.namespace" {
 				t.Errorf("PULLFIX_POD_NAMESPACE = %q, want it from the downward API", env["PULLFIX_POD_NAMESPACE"])
 			}
-			for _, k := range []string{"PULLFIX_NAMESPACES", "PULLFIX_SLACK_BOT_TOKEN"} {
+			for _, k := range []string{"PULLFIX_NAMESPACES", "PULLFIX_SLACK_BOT_TOKEN", "PULLFIX_SLACK_RBAC_MAPPING"} {
 				if _, ok := env[k]; ok {
 					t.Errorf("env %s is set by default", k)
 				}
@@ -85,7 +86,7 @@ func TestHelmLintTemplate(t *testing.T) {
 			}
 		}},
 		{"namespaced", namespacedValues, func(t *testing.T, objs []*unstructured.Unstructured) {
-			wantNames(t, objs, "ClusterRole", "lint-pullfix-nodes")
+			wantNames(t, objs, "ClusterRole", "lint-pullfix-gitops", "lint-pullfix-nodes")
 			var nss []string
 			for _, r := range Find(objs, "Role") {
 				nss = append(nss, r.GetNamespace())
@@ -96,6 +97,18 @@ func TestHelmLintTemplate(t *testing.T) {
 			}
 			if env := deploymentEnv(t, objs); env["PULLFIX_NAMESPACES"] != "team-a,team-b" {
 				t.Errorf("PULLFIX_NAMESPACES = %q", env["PULLFIX_NAMESPACES"])
+			}
+		}},
+		{"rbac-mapping-no-gitops", map[string]any{
+			"watchNamespaces": []any{"team-a"}, "gitops": map[string]any{"readSources": false, "temporaryPatch": true},
+			"slack": map[string]any{"enabled": true, "botToken": "xoxb-1-test", "appToken": "xapp-1-test", "rbacMapping": "U0AAA=alice|team-a,*={email}"},
+		}, func(t *testing.T, objs []*unstructured.Unstructured) {
+			// The mapping brings the SubjectAccessReview right; readSources
+			// off takes the GitOps reads away.
+			wantNames(t, objs, "ClusterRole", "lint-pullfix-nodes", "lint-pullfix-sar")
+			env := deploymentEnv(t, objs)
+			if env["PULLFIX_SLACK_RBAC_MAPPING"] != "U0AAA=alice|team-a,*={email}" || env["PULLFIX_GITOPS_TEMPORARY_PATCH"] != "true" {
+				t.Errorf("PULLFIX_SLACK_RBAC_MAPPING = %q, PULLFIX_GITOPS_TEMPORARY_PATCH = %q", env["PULLFIX_SLACK_RBAC_MAPPING"], env["PULLFIX_GITOPS_TEMPORARY_PATCH"])
 			}
 		}},
 		{"slack-socket", socketValues, func(t *testing.T, objs []*unstructured.Unstructured) {

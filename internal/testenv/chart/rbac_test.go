@@ -279,14 +279,22 @@ func TestChartRBAC(t *testing.T) {
 		name       string
 		namespaced bool
 		probing    bool
+		// sar: approvals bound to RBAC (slack.rbacMapping), so the bot
+		// may create SubjectAccessReviews — and nothing more.
+		sar bool
 	}{
-		{"cluster", false, true},
-		{"namespaced", true, true},
-		{"noprobe", false, false},
+		{"cluster", false, true, false},
+		{"namespaced", true, true, false},
+		{"noprobe", false, false, false},
+		{"rbacmapping", true, true, true},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			release := uniqueName("rbac-" + mode.name)
 			values := map[string]any{"pullSecretProbing": mode.probing}
+			if mode.sar {
+				values["slack"] = map[string]any{"enabled": true, "botToken": "xoxb-rbac-test", "appToken": "xapp-rbac-test",
+					"rbacMapping": "U0ALICE01=alice|team-a,*={email}"}
+			}
 			watched := []string{release + "-a", release + "-b"}
 			if mode.namespaced {
 				values["watchNamespaces"] = []any{watched[0], watched[1]}
@@ -322,6 +330,20 @@ func TestChartRBAC(t *testing.T) {
 			}
 			for _, a := range clusterNever {
 				table = append(table, want{a, false})
+			}
+			// RBAC-bound approvals: a SubjectAccessReview per fix, only
+			// when the mapping is on (issue #17); never impersonation.
+			table = append(table, want{access{verb: "create", group: "authorization.k8s.io", resource: "subjectaccessreviews"}, mode.sar})
+			// GitOps owners, read by name wherever they live; never listed.
+			for _, r := range []access{
+				{group: "argoproj.io", resource: "applications", ns: "argocd", name: "shop"},
+				{group: "kustomize.toolkit.fluxcd.io", resource: "kustomizations", ns: "flux-system", name: "apps"},
+				{group: "helm.toolkit.fluxcd.io", resource: "helmreleases", ns: "flux-system", name: "web"},
+				{group: "source.toolkit.fluxcd.io", resource: "gitrepositories", ns: "flux-system", name: "repo"},
+			} {
+				get, list, patch := r, r, r
+				get.verb, list.verb, list.name, patch.verb = "get", "list", "", "patch"
+				table = append(table, want{get, true}, want{list, false}, want{patch, false})
 			}
 			table = append(table,
 				want{access{verb: "get", resource: "nodes", name: "n"}, true},
@@ -472,7 +494,7 @@ func confirmWithRealRequests(t *testing.T, in *install, namespaced, probing bool
 func checkRuleShapes(t *testing.T, in *install) {
 	t.Helper()
 	read := []string{"get", "list", "watch"}
-	creatable := []string{"events", "leases", "configmaps"}
+	creatable := []string{"events", "leases", "configmaps", "subjectaccessreviews"}
 	patchable := []string{"pods", "deployments", "statefulsets", "daemonsets", "cronjobs"}
 	for _, o := range append(Find(in.objs, "ClusterRole"), Find(in.objs, "Role")...) {
 		var role rbacv1.ClusterRole
@@ -500,6 +522,9 @@ func checkRuleShapes(t *testing.T, in *install) {
 				default:
 					t.Errorf("%s: verb %q is not in the chart's promise", where, v)
 				}
+			}
+			if slices.Contains(r.Resources, "subjectaccessreviews") && (!slices.Equal(r.Verbs, []string{"create"}) || !strings.HasSuffix(o.GetName(), "-sar")) {
+				t.Errorf("%s: subjectaccessreviews only create, in the -sar ClusterRole", where)
 			}
 			if slices.Contains(r.Resources, "secrets") && !slices.Equal(r.Verbs, []string{"get"}) {
 				t.Errorf("%s: secrets must be get-only", where)

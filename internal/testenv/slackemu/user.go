@@ -34,6 +34,10 @@ type Click struct {
 	// blocks; empty means the first match.
 	BlockID string
 	Forge   Forgery
+	// Unrendered sends ActionID and Value although the message shows no
+	// such element: a forged client, or one holding an older version of
+	// the message. The app must judge it by its own state.
+	Unrendered bool
 }
 
 // slashPayload is the JSON form of a slash command (Socket Mode), in the
@@ -255,6 +259,9 @@ func (e *Emulator) clickPayloadLocked(c Click) (*blockActionsPayload, string, er
 		return nil, "", fmt.Errorf("%w: %s/%s", ErrNoSuchMessage, ch.ID, c.MessageTS)
 	}
 	el, blockID, ok := findAction(blocks, c.ActionID, c.BlockID)
+	if !ok && c.Unrendered && c.Value != "" {
+		el, blockID, ok = map[string]any{"type": "button", "value": c.Value}, c.BlockID, true
+	}
 	if !ok {
 		return nil, "", fmt.Errorf("%w: action_id %q", ErrNoSuchAction, c.ActionID)
 	}

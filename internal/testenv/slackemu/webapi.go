@@ -38,6 +38,7 @@ var apiMethods = map[string]apiMethod{
 	"conversations.info":    {handle: (*Emulator).conversationsInfo},
 	"conversations.history": {handle: (*Emulator).conversationsHistory},
 	"usergroups.users.list": {handle: (*Emulator).usergroupsUsersList},
+	"users.info":            {handle: (*Emulator).usersInfo},
 	"apps.connections.open": {token: appTokenOnly, headerOnly: true, handle: (*Emulator).appsConnectionsOpen},
 }
 

@@ -7,6 +7,8 @@ type User struct {
 	ID    string
 	Name  string
 	IsBot bool
+	// Email is the profile e-mail users.info returns (SetUserEmail).
+	Email string
 }
 
 // UserGroup is a Slack user group (subteam) such as @sre-approvers.

@@ -138,6 +138,9 @@ type FixRequest struct {
 	NewImage string
 	// Approver names who approved, for the audit trail, e.g. "@alice (U123)".
 	Approver string
+	// Temporary: a live patch the approver chose knowing a GitOps
+	// controller will revert it; the change-cause says so (writeguard.go).
+	Temporary bool
 }
 
 // PullSecretRequest asks to add the Secret named Secret to the pod
@@ -193,6 +196,9 @@ type Patcher struct {
 	// deleteStuck lets SetImage delete StatefulSet pods stuck on the old
 	// image; off by default so the bot needs no delete right at all.
 	deleteStuck bool
+
+	// guards may refuse a write after the fresh read (writeguard.go).
+	guards []WriteGuard
 
 	// beforePatch runs between the dry run and the real patch; tests use
 	// it to make a concurrent edit land exactly there.
@@ -415,10 +421,14 @@ func isTestFailure(err error) bool {
 // re-read, let build check the live workload and produce the operations,
 // dry-run them, then apply them; a failed compare-and-swap is re-read and
 // retried (build re-checks, so a changed image becomes a *StaleError).
-func (p *Patcher) apply(ctx context.Context, ns string, wl Workload, build func(*liveWorkload) ([]jsonOp, error)) (*liveWorkload, metav1.Object, error) {
+func (p *Patcher) apply(ctx context.Context, ns string, wl Workload, intent WriteIntent, build func(*liveWorkload) ([]jsonOp, error)) (*liveWorkload, metav1.Object, error) {
 	for attempt := 1; attempt <= casAttempts; attempt++ {
 		lw, err := p.read(ctx, ns, wl)
 		if err != nil {
+			return nil, nil, err
+		}
+		intent.Namespace, intent.Workload, intent.Object = ns, wl, lw.obj
+		if err := p.guard(ctx, intent); err != nil {
 			return nil, nil, err
 		}
 		ops, err := build(lw)
@@ -505,8 +515,9 @@ func (p *Patcher) SetImage(ctx context.Context, req FixRequest) (FixResult, erro
 	if req.NewImage == k.Image {
 		return FixResult{}, fmt.Errorf("the new image %q is the diagnosed image itself; nothing to change", req.NewImage)
 	}
-	cause := fmt.Sprintf("pullfix: image %s → %s, approved by %s", k.Image, req.NewImage, req.Approver)
-	lw, obj, err := p.apply(ctx, k.Namespace, k.Workload, func(lw *liveWorkload) ([]jsonOp, error) {
+	cause := imageCause(k, req)
+	intent := WriteIntent{Container: k.Container, OldImage: k.Image, NewImage: req.NewImage, Temporary: req.Temporary, Approver: req.Approver}
+	lw, obj, err := p.apply(ctx, k.Namespace, k.Workload, intent, func(lw *liveWorkload) ([]jsonOp, error) {
 		c, ok := lw.container(k.Container)
 		if !ok {
 			return nil, &StaleError{Workload: k.Workload, Container: k.Container, Want: k.Image}
@@ -577,7 +588,8 @@ func (p *Patcher) AddPullSecret(ctx context.Context, req PullSecretRequest) (Fix
 		return FixResult{}, fmt.Errorf("refusing to add it as an imagePullSecret: %w", errs[0])
 	}
 	cause := fmt.Sprintf("pullfix: imagePullSecret %s added for image %s, approved by %s", req.Secret, k.Image, req.Approver)
-	lw, obj, err := p.apply(ctx, k.Namespace, k.Workload, func(lw *liveWorkload) ([]jsonOp, error) {
+	intent := WriteIntent{Container: k.Container, OldImage: k.Image, NewImage: k.Image, PullSecret: req.Secret, Approver: req.Approver}
+	lw, obj, err := p.apply(ctx, k.Namespace, k.Workload, intent, func(lw *liveWorkload) ([]jsonOp, error) {
 		c, ok := lw.container(k.Container)
 		if !ok {
 			return nil, &StaleError{Workload: k.Workload, Container: k.Container, Want: k.Image}

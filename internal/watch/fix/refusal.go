@@ -16,7 +16,8 @@ func (e *RefusedError) Error() string { return e.Reason }
 // nothing on purpose — the image changed since the diagnosis or a
 // concurrent edit won (ErrConflict, *StaleError), the dry run failed, the
 // workload cannot be patched or is gone, the reference is invalid, the
-// secret is already there, or a *RefusedError. Its words are for the
+// secret is already there, a write guard refused it (*WriteRefusedError:
+// GitOps ownership, the approver's RBAC), or a *RefusedError. Its words are for the
 // person who clicked; any other error is a failure.
 func IsRefusal(err error) bool {
 	var (
@@ -25,9 +26,11 @@ func IsRefusal(err error) bool {
 		dry          *DryRunError
 		notPatchable *NotPatchableError
 		ref          *diagnose.ReferenceError
+		guard        *WriteRefusedError
 	)
 	return errors.As(err, &refused) || errors.As(err, &stale) || errors.As(err, &dry) || errors.As(err, &notPatchable) ||
-		errors.As(err, &ref) || errors.Is(err, ErrConflict) || errors.Is(err, ErrPullSecretPresent) || errors.Is(err, ErrWorkloadNotFound)
+		errors.As(err, &ref) || errors.Is(err, ErrConflict) || errors.Is(err, ErrPullSecretPresent) || errors.Is(err, ErrWorkloadNotFound) ||
+		errors.As(err, &guard)
 }
 
 // Outcome names a patch's outcome for pullfix_patches_total: applied,

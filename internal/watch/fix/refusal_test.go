@@ -21,6 +21,7 @@ func TestOutcome(t *testing.T) {
 		{ErrPullSecretPresent, "refused"},
 		{&RefusedError{Reason: "candidate \"x\" is not one the diagnosis verified"}, "refused"},
 		{fmt.Errorf("wrapped: %w", ErrWorkloadNotFound), "refused"},
+		{&WriteRefusedError{Namespace: "shop", Workload: Workload{Kind: "Deployment", Name: "ui"}, Err: errors.New("managed by Argo CD")}, "refused"},
 		{errors.New("connection refused"), "error"},
 	}
 	for _, c := range cases {
