@@ -223,15 +223,9 @@ func (b *bridge) toSlack(inc watch.Incident) slackapp.Incident {
 // messageState is the message state of a lifecycle state: open until it
 // is being fixed or has ended.
 func messageState(s watch.State) slackapp.State {
-	switch s {
-	case watch.StateFixing:
-		return slackapp.StateFixing
-	case watch.StateResolved:
-		return slackapp.StateResolved
-	case watch.StateDismissed:
-		return slackapp.StateDismissed
-	case watch.StateSnoozed:
-		return slackapp.StateSnoozed
+	if m, ok := map[watch.State]slackapp.State{watch.StateFixing: slackapp.StateFixing, watch.StateResolved: slackapp.StateResolved,
+		watch.StateDismissed: slackapp.StateDismissed, watch.StateSnoozed: slackapp.StateSnoozed}[s]; ok {
+		return m
 	}
 	return slackapp.StateOpen
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/pullfix/pullfix/internal/admission"
 	"github.com/pullfix/pullfix/internal/approval"
 )
 
@@ -47,6 +48,7 @@ type Config struct {
 	GitOpsTemporaryPatch bool   `envconfig:"GITOPS_TEMPORARY_PATCH" default:"false" desc:"offer a temporary live patch (marked temporary) for a GitOps-owned workload; with Argo CD only when self-heal is off"`
 	ArgoCDNamespace      string `envconfig:"ARGOCD_NAMESPACE" default:"argocd" desc:"where Argo CD Applications live when the tracking annotation names no namespace"`
 
+	admission.Settings // the optional webhook's PULLFIX_ADMISSION_* (the chart's admission.enabled)
 	// Process.
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -66,6 +68,9 @@ func loadConfig() (Config, error) {
 	}
 	if c.LeaderElection && c.PodNamespace == "" {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_LEADER_ELECTION needs PULLFIX_POD_NAMESPACE (the namespace of the Lease)")
+	}
+	if err := c.Settings.Check(c.PodNamespace); err != nil {
+		return Config{}, err
 	}
 	if c.ProbeTimeout <= 0 {
 		return Config{}, fmt.Errorf("configuration: PULLFIX_PROBE_TIMEOUT must be positive, got %s", c.ProbeTimeout)

@@ -86,9 +86,10 @@ type e2e struct {
 	system  string // the release namespace: the bot's own (Lease, state)
 	ns      string // the watched namespace the workloads live in
 	emu     *slackemu.Emulator
-	sim     *kubeletsim.Simulator // the kubelet simulator, or nil on a real node
-	node    *node.Test            // the real node (containerd + kubelet), or nil
-	env     map[string]string     // PULLFIX_* as the chart sets them, plus the overrides
+	sim     *kubeletsim.Simulator        // the kubelet simulator, or nil on a real node
+	node    *node.Test                   // the real node (containerd + kubelet), or nil
+	env     map[string]string            // PULLFIX_* as the chart sets them, plus the overrides
+	objs    []*unstructured.Unstructured // what the chart rendered
 	logs    *logBuffer
 
 	mu sync.Mutex
@@ -121,6 +122,8 @@ type world struct {
 	httpAddr string
 	// slack holds more of the chart's slack values (e.g. rbacMapping).
 	slack map[string]any
+	// values are more chart values (e.g. admission), over the defaults below.
+	values map[string]any
 }
 
 // newE2E renders the chart with Slack on, creates its ServiceAccount, RBAC
@@ -190,10 +193,12 @@ func newE2E(t *testing.T, w world) *e2e {
 		delete(sl, "appToken")
 	}
 	maps.Copy(values["slack"].(map[string]any), w.slack)
+	maps.Copy(values, w.values)
 	objs, err := h.Render(ctx, release, e.system, values)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.objs = objs
 	var install []*unstructured.Unstructured
 	for _, o := range objs {
 		switch o.GetKind() {
@@ -419,12 +424,18 @@ func chartEnv(t *testing.T, dep *unstructured.Unstructured, secrets []*unstructu
 // ones the chart does not set (a developer's shell must not leak in).
 func configKeys() []string {
 	var keys []string
-	rt := reflect.TypeFor[Config]()
-	for i := range rt.NumField() {
-		if k := rt.Field(i).Tag.Get("envconfig"); k != "" {
-			keys = append(keys, "PULLFIX_"+k)
+	var add func(rt reflect.Type)
+	add = func(rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if k := f.Tag.Get("envconfig"); k != "" {
+				keys = append(keys, "PULLFIX_"+k)
+			} else if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				add(f.Type) // envconfig reads an embedded struct's fields as Config's own (admission.Settings)
+			}
 		}
 	}
+	add(reflect.TypeFor[Config]())
 	return keys
 }
 

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pullfix/pullfix/internal/admission"
 	"github.com/pullfix/pullfix/internal/approval"
 	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/diagnose"
@@ -68,7 +69,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	// b.w is set once the watcher exists, before Run (so before any call).
 	b := &bridge{cluster: cfg.Cluster, log: log, gitops: guard, rbac: rbac}
 	var notifier watch.Notifier = b
-	extra := map[string]http.Handler{}
+	extra, mode := map[string]http.Handler{}, "console"
 	if cfg.BotToken == "" {
 		// People read text on a terminal; a pipe or a log collector gets JSON lines.
 		notifier = console.New(stdout, console.IsTerminal(stdout))
@@ -84,7 +85,8 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		defer app.Close()
 		b.app = app
 		rbac.SetEmailLookup(app.UserEmail)
-		if cfg.AppToken != "" {
+		if mode = "slack http mode at " + cfg.HTTPPath; cfg.AppToken != "" {
+			mode = "slack socket mode"
 			// Slack hands each Socket Mode event to one open connection, so
 			// only the leader holds one: it moves with leadership.
 			opts = append(opts, watch.WithOnLeading(func(ctx context.Context) {
@@ -99,6 +101,15 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cfg.Pprof {
 		ops.AddPprof(extra)
 	}
+	// The webhook (if PULLFIX_ADMISSION) runs on every replica; a heads-up joins its incident's thread.
+	wh, err := admission.Start(ctx, admission.Config{Settings: cfg.Settings, Client: env.cs, Prober: env.prober, Diagnoser: env.diag,
+		App: b.app, Cluster: cfg.Cluster, Namespace: cfg.PodNamespace, ReadSecrets: cfg.PullSecretProbing, Registerer: reg, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "bot: admission webhook: %v\n", err)
+		return 1
+	}
+	defer wh.Stop()
+	opts = append(opts, watch.WithOnOpened(wh.ThreadHeadsUp))
 	w, err := watch.New(env.cs, env.diag, notifier, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: %v\n", err)
@@ -109,13 +120,6 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: PULLFIX_LISTEN_ADDR %s: %v\n", cfg.ListenAddr, err)
 		return 1
-	}
-	mode := "console"
-	switch {
-	case cfg.BotToken != "" && cfg.AppToken != "":
-		mode = "slack socket mode"
-	case cfg.BotToken != "":
-		mode = "slack http mode at " + cfg.HTTPPath
 	}
 	log.Info("pullfix starting", "version", version, "cluster", cfg.Cluster, "kubeconfig", env.where, "ops", addr, "report", mode)
 	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

@@ -285,6 +285,7 @@ func (w *Watcher) notifyGrouped(ctx context.Context, ks string, prev State, inc 
 		w.mu.Unlock()
 		w.commitNotified(ctx, ks, prev, inc, ref, "")
 		w.searchSecretsLater(ctx, ks, inc)
+		w.afterOpened(ctx, inc, ref)
 		return nil
 	}
 	w.metrics.diagnosed(*inc.Diagnosis, detected)

@@ -327,6 +327,7 @@ func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, d
 	w.metrics.diagnosed(d, detected)
 	w.commitNotified(ctx, ks, prev, inc, ref, "")
 	w.searchSecretsLater(ctx, ks, inc)
+	w.afterOpened(ctx, inc, ref)
 	return nil
 }
 

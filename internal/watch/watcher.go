@@ -94,8 +94,9 @@ type Watcher struct {
 	groupWindow    time.Duration
 	leader         *leader.Config
 	onLeading      func(context.Context)
-	findSecrets    SecretFinder // nil: no pull-secret search
-	patcher        *fix.Patcher // nil: no fixes
+	onOpened       func(ctx context.Context, inc Incident, ref string) // see WithOnOpened
+	findSecrets    SecretFinder                                        // nil: no pull-secret search
+	patcher        *fix.Patcher                                        // nil: no fixes
 
 	stateNS, stateName string
 	stateTTL           time.Duration

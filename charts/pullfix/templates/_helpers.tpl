@@ -133,3 +133,14 @@ rule says which code needs it; the README's RBAC table is the same list.
   resources: [jobs]
   verbs: [get]
 {{- end -}}
+
+{{/* The admission webhook's Service, CA Secret and cert-manager names. */}}
+{{- define "pullfix.admissionService" -}}
+{{ include "pullfix.fullname" . }}-admission
+{{- end -}}
+{{- define "pullfix.admissionCASecret" -}}
+{{ include "pullfix.fullname" . }}-admission-ca
+{{- end -}}
+{{- define "pullfix.admissionTLSSecret" -}}
+{{ include "pullfix.fullname" . }}-admission-tls
+{{- end -}}

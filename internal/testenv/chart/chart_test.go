@@ -7,8 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/pullfix/pullfix/internal/admission"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 )
 
@@ -52,6 +55,9 @@ func TestHelmLintTemplate(t *testing.T) {
 			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-gitops", "lint-pullfix-nodes")
 			if n := len(Find(objs, "Secret")); n != 0 {
 				t.Errorf("Slack is off by default, yet %d Secrets are rendered", n)
+			}
+			if n := len(Find(objs, "ValidatingWebhookConfiguration")); n != 0 {
+				t.Errorf("the admission webhook is off by default, yet %d configurations are rendered", n)
 			}
 			env := deploymentEnv(t, objs)
 			for k, v := range map[string]string{
@@ -162,6 +168,77 @@ func TestHelmLintTemplate(t *testing.T) {
 				t.Errorf("Ingress rules %s, want only /slack/events", toJSON(t, paths))
 			}
 		}},
+		{"admission", map[string]any{"admission": map[string]any{"enabled": true, "deny": []any{"payments"}}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+			env := deploymentEnv(t, objs)
+			for k, v := range map[string]string{
+				"PULLFIX_ADMISSION": "true", "PULLFIX_ADMISSION_ADDR": ":8443", "PULLFIX_ADMISSION_BUDGET": "2s",
+				"PULLFIX_ADMISSION_DENY": "payments", "PULLFIX_ADMISSION_WEBHOOK_CONFIG": "lint-pullfix",
+				"PULLFIX_ADMISSION_SERVICE": "lint-pullfix-admission", "PULLFIX_ADMISSION_CA_SECRET": "lint-pullfix-admission-ca",
+			} {
+				if env[k] != v {
+					t.Errorf("env %s = %q, want %q", k, env[k], v)
+				}
+			}
+			wantNames(t, objs, "ClusterRole", "lint-pullfix", "lint-pullfix-admission", "lint-pullfix-gitops", "lint-pullfix-nodes")
+			vwcs := Find(objs, "ValidatingWebhookConfiguration")
+			if len(vwcs) != 1 {
+				t.Fatalf("%d ValidatingWebhookConfigurations, want 1", len(vwcs))
+			}
+			var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(vwcs[0].Object, &vwc); err != nil {
+				t.Fatal(err)
+			}
+			wh := vwc.Webhooks[0]
+			if wh.FailurePolicy == nil || *wh.FailurePolicy != admissionregistrationv1.Ignore {
+				t.Error("failurePolicy is not Ignore: a broken webhook would block the cluster")
+			}
+			if wh.TimeoutSeconds == nil || *wh.TimeoutSeconds != 5 {
+				t.Errorf("timeoutSeconds = %v, want 5 (the 2s budget well under it)", wh.TimeoutSeconds)
+			}
+			if wh.SideEffects == nil || *wh.SideEffects != admissionregistrationv1.SideEffectClassNone {
+				t.Error("sideEffects is not None")
+			}
+			if len(wh.ClientConfig.CABundle) != 0 {
+				t.Error("the chart sets a caBundle; the bot patches it in, and an upgrade must not reset it")
+			}
+			if s := wh.ClientConfig.Service; s == nil || s.Name != "lint-pullfix-admission" || s.Namespace != "pullfix-system" || s.Path == nil || *s.Path != admission.Path {
+				t.Errorf("clientConfig.service = %+v", s)
+			}
+			sel := toJSON(t, wh.NamespaceSelector)
+			if !strings.Contains(sel, `"operator":"NotIn","values":["kube-system","pullfix-system"]`) {
+				t.Errorf("namespaceSelector %s does not exclude kube-system and the bot's namespace", sel)
+			}
+			if len(wh.MatchConditions) != 1 || wh.MatchConditions[0].Expression != admission.MatchNotControllerOwned {
+				t.Errorf("matchConditions = %+v, want the controller-owned filter the handler assumes", wh.MatchConditions)
+			}
+			svc := Find(objs, "Service")
+			if !strings.Contains(toJSON(t, svc), `"targetPort":"admission"`) {
+				t.Error("no Service routes to the admission port")
+			}
+		}},
+		{"admission-cert-manager", map[string]any{"admission": map[string]any{"enabled": true, "certManager": true}, "watchNamespaces": []any{"team-a"}}, func(t *testing.T, objs []*unstructured.Unstructured) {
+			env := deploymentEnv(t, objs)
+			if env["PULLFIX_ADMISSION_CERT_DIR"] != "/etc/pullfix/admission-tls" {
+				t.Errorf("PULLFIX_ADMISSION_CERT_DIR = %q", env["PULLFIX_ADMISSION_CERT_DIR"])
+			}
+			if _, ok := env["PULLFIX_ADMISSION_CA_SECRET"]; ok {
+				t.Error("cert-manager mode still names the bot's own CA Secret")
+			}
+			if len(Find(objs, "Certificate")) != 1 || len(Find(objs, "Issuer")) != 1 {
+				t.Error("cert-manager mode renders no Certificate and Issuer")
+			}
+			vwc := Find(objs, "ValidatingWebhookConfiguration")[0]
+			if vwc.GetAnnotations()["cert-manager.io/inject-ca-from"] != "pullfix-system/lint-pullfix-admission" {
+				t.Errorf("annotations = %v, want cainjector's inject-ca-from", vwc.GetAnnotations())
+			}
+			if sel := toJSON(t, vwc.Object["webhooks"]); !strings.Contains(sel, `"operator":"In","values":["team-a"]`) {
+				t.Errorf("a namespaced install reviews outside its namespaces: %s", sel)
+			}
+			rules := toJSON(t, append(Find(objs, "ClusterRole"), Find(objs, "Role")...))
+			if strings.Contains(rules, "validatingwebhookconfigurations") || strings.Contains(rules, "admission-ca") {
+				t.Error("cert-manager mode grants the caBundle patch or the CA Secret")
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if out, err := h.Lint(ctx, tc.values); err != nil {
@@ -192,6 +269,10 @@ func TestHelmLintTemplate(t *testing.T) {
 		{"probe timeout not a duration", map[string]any{"probeTimeout": "5 seconds"}, "/probeTimeout"},
 		{"probing not a boolean", map[string]any{"pullSecretProbing": "yes"}, "/pullSecretProbing"},
 		{"namespace not a DNS label", map[string]any{"watchNamespaces": []any{"Team_A"}}, "/watchNamespaces/0"},
+		{"admission deny namespace not a DNS label", map[string]any{"admission": map[string]any{"deny": []any{"Team_A"}}}, "/admission/deny/0"},
+		{"admission budget not a duration", map[string]any{"admission": map[string]any{"budget": "2 seconds"}}, "/admission/budget"},
+		{"admission timeout above the API server's 30 s", map[string]any{"admission": map[string]any{"timeoutSeconds": 60}}, "/admission/timeoutSeconds"},
+		{"admission unknown key", map[string]any{"admission": map[string]any{"failurePolicy": "Fail"}}, "additional properties 'failurePolicy'"},
 		{"namespaces not a list", map[string]any{"watchNamespaces": "team-a,team-b"}, "/watchNamespaces"},
 		{"slack mode", map[string]any{"slack": map[string]any{"mode": "rtm"}}, "/slack/mode"},
 		{"slack on without tokens", map[string]any{"slack": map[string]any{"enabled": true}}, "/slack/botToken"},
@@ -278,12 +359,19 @@ func checkHardened(t *testing.T, objs []*unstructured.Unstructured) {
 		{c, []string{"resources", "requests", "cpu"}, "20m"},
 		{c, []string{"resources", "requests", "memory"}, "48Mi"},
 		{c, []string{"resources", "limits", "memory"}, "128Mi"},
-		{c, []string{"ports"}, []any{map[string]any{"name": "http", "containerPort": int64(8080), "protocol": "TCP"}}},
 	} {
 		got, _, _ := unstructured.NestedFieldNoCopy(want.obj, want.path...)
 		if toJSON(t, got) != toJSON(t, want.val) {
 			t.Errorf("%s = %s, want %s", strings.Join(want.path, "."), toJSON(t, got), toJSON(t, want.val))
 		}
+	}
+	// Ports: ops on 8080, and the admission webhook's HTTPS when it is on.
+	ports := []any{map[string]any{"name": "http", "containerPort": int64(8080), "protocol": "TCP"}}
+	if env := deploymentEnv(t, objs); env["PULLFIX_ADMISSION"] == "true" {
+		ports = append(ports, map[string]any{"name": "admission", "containerPort": int64(8443), "protocol": "TCP"})
+	}
+	if got, _, _ := unstructured.NestedFieldNoCopy(c, "ports"); toJSON(t, got) != toJSON(t, ports) {
+		t.Errorf("ports = %s, want %s", toJSON(t, got), toJSON(t, ports))
 	}
 }
 

@@ -3,12 +3,14 @@ package chart
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/pullfix/pullfix/internal/admission"
 	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 )
 
@@ -34,9 +37,12 @@ type install struct {
 	objs        []*unstructured.Unstructured
 	sa          string // the chart's ServiceAccount
 	lease, cm   string // the Lease and state ConfigMap names the Deployment is given
-	admin       kubernetes.Interface
-	saCfg       *rest.Config
-	asSA        kubernetes.Interface
+	// webhook and caSecret: the admission webhook's configuration and CA
+	// Secret (admission.enabled), "" when off.
+	webhook, caSecret string
+	admin             kubernetes.Interface
+	saCfg             *rest.Config
+	asSA              kubernetes.Interface
 }
 
 // installChart renders the chart with values, creates the namespaces it
@@ -69,6 +75,7 @@ func installChart(t *testing.T, h *Helm, release string, values map[string]any, 
 	in.sa = sas[0].GetName()
 	env := deploymentEnv(t, in.objs)
 	in.lease, in.cm = env["PULLFIX_LEASE_NAME"], env["PULLFIX_STATE_CONFIGMAP"]
+	in.webhook, in.caSecret = env["PULLFIX_ADMISSION_WEBHOOK_CONFIG"], env["PULLFIX_ADMISSION_CA_SECRET"]
 	if in.lease == "" || in.cm == "" {
 		t.Fatalf("the Deployment names no Lease (%q) or state ConfigMap (%q)", in.lease, in.cm)
 	}
@@ -134,6 +141,8 @@ func deleteClusterScoped(cs kubernetes.Interface, objs []*unstructured.Unstructu
 			_ = cs.RbacV1().ClusterRoles().Delete(ctx, o.GetName(), metav1.DeleteOptions{})
 		case "ClusterRoleBinding":
 			_ = cs.RbacV1().ClusterRoleBindings().Delete(ctx, o.GetName(), metav1.DeleteOptions{})
+		case "ValidatingWebhookConfiguration":
+			_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, o.GetName(), metav1.DeleteOptions{})
 		}
 	}
 }
@@ -247,7 +256,6 @@ var clusterNever = []access{
 	{verb: "update", resource: "nodes", name: "n"},
 	{verb: "patch", resource: "nodes", name: "n"},
 	{verb: "patch", resource: "nodes", sub: "status", name: "n"},
-	{verb: "list", resource: "nodes"},
 	{verb: "delete", resource: "nodes", name: "n"},
 	{verb: "list", resource: "secrets"},
 	{verb: "watch", resource: "secrets"},
@@ -259,6 +267,15 @@ var clusterNever = []access{
 	{verb: "impersonate", resource: "groups", name: "system:masters"},
 	{verb: "impersonate", resource: "serviceaccounts", ns: "kube-system", name: "default"},
 	{verb: "create", group: "certificates.k8s.io", resource: "certificatesigningrequests"},
+	// Admission: only its own webhook configuration, never another's, and
+	// never one it creates or deletes (it could then silence a policy).
+	{verb: "create", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations"},
+	{verb: "patch", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: "someone-elses"},
+	{verb: "update", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: "someone-elses"},
+	{verb: "delete", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: "someone-elses"},
+	{verb: "list", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations"},
+	{verb: "patch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "m"},
+	{verb: "create", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"},
 }
 
 // TestChartRBAC renders the chart cluster-wide, namespaced, and with
@@ -281,12 +298,15 @@ func TestChartRBAC(t *testing.T) {
 		probing    bool
 		// sar: approvals bound to RBAC (slack.rbacMapping), so the bot
 		// may create SubjectAccessReviews — and nothing more.
-		sar bool
+		sar       bool
+		admission bool // admission.enabled, the bot's own certificates
 	}{
-		{"cluster", false, true, false},
-		{"namespaced", true, true, false},
-		{"noprobe", false, false, false},
-		{"rbacmapping", true, true, true},
+		{"cluster", false, true, false, false},
+		{"namespaced", true, true, false, false},
+		{"noprobe", false, false, false, false},
+		{"rbacmapping", true, true, true, false},
+		{"admission", false, true, false, true},
+		{"admission-namespaced", true, true, false, true},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			release := uniqueName("rbac-" + mode.name)
@@ -295,17 +315,19 @@ func TestChartRBAC(t *testing.T) {
 				values["slack"] = map[string]any{"enabled": true, "botToken": "xoxb-rbac-test", "appToken": "xapp-rbac-test",
 					"rbacMapping": "U0ALICE01=alice|team-a,*={email}"}
 			}
+			if mode.admission {
+				values["admission"] = map[string]any{"enabled": true}
+			}
 			watched := []string{release + "-a", release + "-b"}
 			if mode.namespaced {
 				values["watchNamespaces"] = []any{watched[0], watched[1]}
 			}
 			in := installChart(t, h, release, values, watched)
+			if mode.admission != (in.webhook != "" && in.caSecret != "") {
+				t.Fatalf("admission %v, but the Deployment names webhook configuration %q and CA Secret %q", mode.admission, in.webhook, in.caSecret)
+			}
 			checkRuleShapes(t, in)
 
-			type want struct {
-				a     access
-				allow bool
-			}
 			var table []want
 			for _, ns := range watched {
 				for _, a := range botAccess(ns, mode.probing) {
@@ -345,6 +367,7 @@ func TestChartRBAC(t *testing.T) {
 				get.verb, list.verb, list.name, patch.verb = "get", "list", "", "patch"
 				table = append(table, want{get, true}, want{list, false}, want{patch, false})
 			}
+			table = append(table, admissionAccess(in)...)
 			table = append(table,
 				want{access{verb: "get", resource: "nodes", name: "n"}, true},
 				// Its own namespace: its Lease and state ConfigMap by name, create on the kinds.
@@ -391,7 +414,87 @@ func TestChartRBAC(t *testing.T) {
 			t.Logf("%s: %d requests checked (%d must be allowed, %d denied)", mode.name, len(table), allowedN, deniedN)
 
 			confirmWithRealRequests(t, in, mode.namespaced, mode.probing)
+			if mode.admission {
+				confirmAdmission(t, in)
+			}
 		})
+	}
+}
+
+// want is one question of TestChartRBAC's table and its answer.
+type want struct {
+	a     access
+	allow bool
+}
+
+// admissionAccess is what the admission webhook adds (README's RBAC table,
+// "With admission.enabled"): nodes list, its own webhook configuration's
+// caBundle, its CA Secret in its own namespace; with the webhook off, none
+// of it.
+func admissionAccess(in *install) []want {
+	on := in.webhook != ""
+	vwc := func(verb, name string) access {
+		return access{verb: verb, group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: name}
+	}
+	webhook, caSecret := in.webhook, in.caSecret
+	if !on {
+		webhook, caSecret = in.release+"-pullfix", in.release+"-pullfix-admission-ca"
+	}
+	out := []want{
+		{access{verb: "list", resource: "nodes"}, on},
+		{vwc("get", webhook), on},
+		{vwc("patch", webhook), on},
+		{vwc("update", webhook), false},
+		{vwc("delete", webhook), false},
+		{access{verb: "create", resource: "secrets", ns: in.ns}, on},
+		{access{verb: "update", resource: "secrets", ns: in.ns, name: caSecret}, false},
+		{access{verb: "patch", resource: "secrets", ns: in.ns, name: caSecret}, false},
+		{access{verb: "delete", resource: "secrets", ns: in.ns, name: caSecret}, false},
+		{access{verb: "list", resource: "secrets", ns: in.ns}, false},
+		{access{verb: "watch", resource: "nodes"}, false},
+		{access{verb: "create", resource: "secrets", ns: "kube-system"}, false},
+	}
+	if on {
+		// Off, a cluster-wide install with probing reads it as any Secret
+		// (the Slack Secret's row above says so).
+		out = append(out, want{access{verb: "get", resource: "secrets", ns: in.ns, name: caSecret}, true})
+	}
+	return out
+}
+
+// confirmAdmission runs the webhook's start-up for real as the chart's
+// service account — create the CA Secret, read it back, patch the chart's
+// webhook configuration with the CA — and lists nodes, then checks that
+// patching another webhook configuration is refused.
+func confirmAdmission(t *testing.T, in *install) {
+	t.Helper()
+	ctx := t.Context()
+	ca, cert, err := admission.SelfSigned(ctx, in.asSA, in.ns, in.caSecret, in.webhook, admission.ServiceHosts("svc", in.ns))
+	if err != nil || cert == nil {
+		t.Fatalf("the webhook's certificate set-up as the bot: %v", err)
+	}
+	if _, err := admission.EnsureCA(ctx, in.asSA, in.ns, in.caSecret); err != nil {
+		t.Fatalf("a second replica reading the CA as the bot: %v", err)
+	}
+	vwc, err := in.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, in.webhook, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vwc.Webhooks) != 1 || string(vwc.Webhooks[0].ClientConfig.CABundle) != string(ca.CertPEM) {
+		t.Fatalf("the chart's webhook configuration does not carry the bot's CA")
+	}
+	if _, err := in.asSA.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		t.Errorf("list nodes as the bot: %v", err)
+	}
+	other := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: in.release + "-other"}}
+	if _, err := in.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = in.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), other.Name, metav1.DeleteOptions{})
+	})
+	if _, err := admission.PatchCABundle(ctx, in.asSA, other.Name, ca.CertPEM); !apierrors.IsForbidden(errors.Unwrap(err)) {
+		t.Errorf("patching another webhook configuration as the bot: %v, want Forbidden", err)
 	}
 }
 
@@ -496,6 +599,11 @@ func checkRuleShapes(t *testing.T, in *install) {
 	read := []string{"get", "list", "watch"}
 	creatable := []string{"events", "leases", "configmaps", "subjectaccessreviews"}
 	patchable := []string{"pods", "deployments", "statefulsets", "daemonsets", "cronjobs"}
+	if in.webhook != "" {
+		// The admission webhook's CA Secret (in the bot's namespace only,
+		// checked below) and its own webhook configuration (by name).
+		creatable = append(creatable, "secrets")
+	}
 	for _, o := range append(Find(in.objs, "ClusterRole"), Find(in.objs, "Role")...) {
 		var role rbacv1.ClusterRole
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
@@ -517,6 +625,7 @@ func checkRuleShapes(t *testing.T, in *install) {
 				switch {
 				case slices.Contains(read, v):
 				case v == "patch" && subset(r.Resources, patchable):
+				case v == "patch" && slices.Equal(r.Resources, []string{"validatingwebhookconfigurations"}) && slices.Equal(r.ResourceNames, []string{in.webhook}):
 				case v == "create" && subset(r.Resources, creatable):
 				case v == "update" && len(r.ResourceNames) > 0 && subset(r.Resources, []string{"leases", "configmaps"}):
 				default:
@@ -526,11 +635,16 @@ func checkRuleShapes(t *testing.T, in *install) {
 			if slices.Contains(r.Resources, "subjectaccessreviews") && (!slices.Equal(r.Verbs, []string{"create"}) || !strings.HasSuffix(o.GetName(), "-sar")) {
 				t.Errorf("%s: subjectaccessreviews only create, in the -sar ClusterRole", where)
 			}
-			if slices.Contains(r.Resources, "secrets") && !slices.Equal(r.Verbs, []string{"get"}) {
-				t.Errorf("%s: secrets must be get-only", where)
+			secretCreate := in.webhook != "" && o.GetNamespace() == in.ns && slices.Equal(r.Verbs, []string{"create"})
+			if slices.Contains(r.Resources, "secrets") && !slices.Equal(r.Verbs, []string{"get"}) && !secretCreate {
+				t.Errorf("%s: secrets must be get-only (create: the admission CA, in the bot's namespace)", where)
 			}
-			if slices.Contains(r.Resources, "nodes") && !slices.Equal(r.Verbs, []string{"get"}) {
-				t.Errorf("%s: nodes must be get-only", where)
+			nodeList := in.webhook != "" && slices.Equal(r.Verbs, []string{"list"})
+			if slices.Contains(r.Resources, "nodes") && !slices.Equal(r.Verbs, []string{"get"}) && !nodeList {
+				t.Errorf("%s: nodes must be get-only (list: the admission webhook's platforms)", where)
+			}
+			if slices.Contains(r.Resources, "validatingwebhookconfigurations") && !slices.Equal(r.ResourceNames, []string{in.webhook}) {
+				t.Errorf("%s: webhook configurations other than the bot's own %q", where, in.webhook)
 			}
 			if (slices.Contains(r.Resources, "leases") || slices.Contains(r.Resources, "configmaps")) && o.GetNamespace() != in.ns {
 				t.Errorf("%s: Lease/ConfigMap rights outside the bot's namespace %s", where, in.ns)
