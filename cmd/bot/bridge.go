@@ -86,6 +86,17 @@ func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 	return b.app.UpdatedGroup(ctx, g.NotifyRef, in, members)
 }
 
+// ---- crash safety: watch.PostFinder, watch.FixResumer (watch's reconcile.go) ----
+func (b *bridge) FindPosted(ctx context.Context, inc watch.Incident) (string, error) {
+	return b.app.FindPosted(ctx, b.toSlack(inc), inc.Opened)
+}
+func (b *bridge) Adopted(ctx context.Context, inc watch.Incident) error {
+	return b.app.Adopt(ctx, b.toSlack(inc))
+}
+func (b *bridge) ResumeFix(ctx context.Context, inc watch.Incident, applied bool) {
+	b.app.ResumeFix(ctx, b.toSlack(inc), slackapp.PendingFix{Action: slackapp.Action(inc.Fix.Action), Arg: inc.Fix.Arg, Target: inc.Fix.Target, By: inc.Fix.By, Applied: applied})
+}
+
 // ---- slackapp.Incidents ----
 
 func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, error) {
@@ -112,8 +123,8 @@ func (b *bridge) List(_ context.Context, namespace string) ([]slackapp.Incident,
 	return out, nil
 }
 
-func (b *bridge) MarkFixing(ctx context.Context, id, approver string) error {
-	return slackErr(b.w.MarkFixing(ctx, id, approver))
+func (b *bridge) MarkFixing(ctx context.Context, id string, f slackapp.PendingFix) error {
+	return slackErr(b.w.MarkFixingFor(ctx, id, watch.FixIntent{Action: string(f.Action), Arg: f.Arg, Target: f.Target, By: f.By, Approver: approval.Approver(f.By)}))
 }
 
 func (b *bridge) ClearFixing(ctx context.Context, id string) error {
@@ -205,7 +216,7 @@ func (b *bridge) toSlack(inc watch.Incident) slackapp.Incident {
 	out := slackapp.Incident{
 		ID: inc.ID, Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name,
 		Container: inc.Key.Container, Image: inc.Key.Image, Pods: inc.Pods, State: messageState(inc.State),
-		Diagnosis: inc.Diagnosis, Ref: inc.NotifyRef, ProvenSecrets: inc.ProvenSecrets,
+		Diagnosis: inc.Diagnosis, Ref: inc.NotifyRef, ProvenSecrets: inc.ProvenSecrets, PostID: inc.Posting,
 	}
 	if inc.State == watch.StateFixing {
 		out.FixingBy = inc.By

@@ -44,7 +44,7 @@ func TestDismissUnknownIncident(t *testing.T) {
 	for name, err := range map[string]error{
 		"dismiss":      b.Dismiss(ctx, id, "U0ALICE"),
 		"snooze":       b.Snooze(ctx, id, "U0ALICE", time.Now().Add(time.Hour)),
-		"mark fixing":  b.MarkFixing(ctx, id, "U0ALICE"),
+		"mark fixing":  b.MarkFixing(ctx, id, slackapp.PendingFix{Action: slackapp.ActionSetImage, By: "U0ALICE"}),
 		"clear fixing": b.ClearFixing(ctx, id),
 		"recheck":      recheck,
 	} {

@@ -114,6 +114,12 @@ type world struct {
 	// say how that node reaches each registry host of mirrors.
 	realNode bool
 	routes   map[string]node.Route
+	// emuOpts configure the Slack emulator (its tokens, signing secret,
+	// request URLs).
+	emuOpts []slackemu.Option
+	// httpAddr, when set, runs the chart's Slack HTTP mode (the emulator's
+	// signing secret) with the bot listening there.
+	httpAddr string
 	// slack holds more of the chart's slack values (e.g. rbacMapping).
 	slack map[string]any
 	// values are more chart values (e.g. admission), over the defaults below.
@@ -150,7 +156,7 @@ func newE2E(t *testing.T, w world) *e2e {
 		ensureNamespace(t, admin, ns)
 	}
 
-	emu, err := slackemu.New()
+	emu, err := slackemu.New(w.emuOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +186,11 @@ func newE2E(t *testing.T, w world) *e2e {
 		// The one Slack setting a real install never needs: where Slack is.
 		// (w.slack is merged in below.)
 		"extraEnv": []any{map[string]any{"name": "PULLFIX_SLACK_API_URL", "value": emu.APIURL()}},
+	}
+	if w.httpAddr != "" {
+		sl := values["slack"].(map[string]any)
+		sl["mode"], sl["signingSecret"] = "http", emu.SigningSecret()
+		delete(sl, "appToken")
 	}
 	maps.Copy(values["slack"].(map[string]any), w.slack)
 	maps.Copy(values, w.values)
@@ -234,8 +245,10 @@ func newE2E(t *testing.T, w world) *e2e {
 			t.Fatalf("the chart's Deployment sets %s=%q, want %q", k, got, want)
 		}
 	}
-	if e.env["PULLFIX_STATE_CONFIGMAP"] == "" || e.env["PULLFIX_SLACK_BOT_TOKEN"] == "" || e.env["PULLFIX_SLACK_APP_TOKEN"] == "" {
-		t.Fatal("the chart's Deployment sets no state ConfigMap or Slack tokens")
+	httpMode := w.httpAddr != ""
+	if e.env["PULLFIX_STATE_CONFIGMAP"] == "" || e.env["PULLFIX_SLACK_BOT_TOKEN"] == "" ||
+		(e.env["PULLFIX_SLACK_APP_TOKEN"] != "") == httpMode || (e.env["PULLFIX_SLACK_SIGNING_SECRET"] != "") != httpMode {
+		t.Fatal("the chart's Deployment sets no state ConfigMap or not the Slack tokens of its mode")
 	}
 
 	// What a pod gets from where it runs rather than from the chart: the
@@ -255,6 +268,9 @@ func newE2E(t *testing.T, w world) *e2e {
 	}
 	e.env["PULLFIX_KUBECONFIG"] = kubeconfig
 	e.env["PULLFIX_LISTEN_ADDR"] = "127.0.0.1:0"
+	if w.httpAddr != "" {
+		e.env["PULLFIX_LISTEN_ADDR"] = w.httpAddr
+	}
 	// The first post waits for the probe (loopback answers in ms), so a
 	// loaded CI machine cannot turn it into a kubelet-only post plus an edit.
 	e.env["PULLFIX_DIAGNOSIS_BUDGET"] = "30s"
@@ -1527,8 +1543,13 @@ func TestDoubleClickPatchesOnce(t *testing.T) {
 	set := parseBlocks(t, root.Blocks).button(t, slackapp.ActionIDSetImage, "Set image to "+goodImage)
 	gen := e.deployment(t, "ui-new").Generation
 
+	// The first click is acknowledged once it is recorded, and the message
+	// then turns to "fixing" without the button: hold that edit, as a
+	// person's second click races it in Slack, until both clicks are in.
+	edit := e.emu.HoldCall("chat.update", false, nil)
 	e.click(t, approverID, root, set)
 	e.click(t, approverID, root, set)
+	edit.Release()
 	e.waitReady(t, "ui-new", goodImage)
 	waitSlack(t, e.emu, 30*time.Second, "the second click's answer", func() bool {
 		for _, m := range e.emu.Ephemerals(approverID) {

@@ -13,4 +13,8 @@ import (
 // without it.
 var cp *controlplane.ControlPlane
 
-func TestMain(m *testing.M) { os.Exit(controlplane.Run(m, &cp)) }
+func TestMain(m *testing.M) {
+	code := controlplane.Run(m, &cp)
+	removeRealBot()
+	os.Exit(code)
+}

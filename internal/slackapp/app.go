@@ -52,6 +52,10 @@ type Incident struct {
 	ProvenSecrets []string
 	// Ref is where the root message is ("channel:ts"), "" before it is posted.
 	Ref string
+	// PostID names the root post under way: Opened puts it in the
+	// message's metadata, so FindPosted can find the message after a crash
+	// (history.go).
+	PostID string
 	// GitOps is set when a GitOps controller owns the workload.
 	GitOps *GitOps
 }
@@ -93,10 +97,12 @@ type Incidents interface {
 	Incident(ctx context.Context, id string) (Incident, error)
 	// List returns the open incidents (all namespaces when namespace is "").
 	List(ctx context.Context, namespace string) ([]Incident, error)
-	// MarkFixing records that approver started a fix; it is the guard
-	// against a double click and returns *FixInProgressError when a fix is
-	// already under way.
-	MarkFixing(ctx context.Context, id, approver string) error
+	// MarkFixing records that fix.By approved fix and it is starting; it
+	// is the guard against a double click and returns *FixInProgressError
+	// when a fix is already under way. The fix is recorded with the mark
+	// (durably, in cmd/bot: the watcher's state), so a restart can say what
+	// became of it (ResumeFix).
+	MarkFixing(ctx context.Context, id string, fix PendingFix) error
 	// ClearFixing undoes MarkFixing after a fix that was refused or failed,
 	// so the incident can be fixed again.
 	ClearFixing(ctx context.Context, id string) error
@@ -414,7 +420,7 @@ func (a *App) Opened(ctx context.Context, inc Incident) (string, error) {
 		return ref, err
 	}
 	in := a.messageInput(inc, StateOpen)
-	ref, err := a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(in))
+	ref, err := a.postRoot(ctx, a.cfg.ChannelFor(inc.Namespace), Render(in), a.incidentMetadata(inc))
 	if err != nil {
 		return ref, err
 	}
@@ -432,6 +438,11 @@ func (a *App) postDetails(ctx context.Context, ref string, m Message) {
 	a.detailsMu.Lock()
 	replyTS, edit := a.details[ref]
 	a.detailsMu.Unlock()
+	if edit && replyTS == "" {
+		// A root adopted after a restart whose details reply is there,
+		// at a ts this process does not know (history.go): leave it.
+		return
+	}
 	var err error
 	if edit {
 		err = a.queue.Do(ctx, KindEdit, channel, Ref(channel, replyTS), "chat.update", func(ctx context.Context) error {
@@ -470,7 +481,7 @@ func (a *App) OpenedGroup(ctx context.Context, g Group) (string, error) {
 		}
 	}
 	in := GroupInput{Cluster: a.cfg.Cluster, GroupID: g.ID, Diagnosis: g.Diagnosis, Workloads: g.Workloads}
-	ref, err := a.postRoot(ctx, channel, RenderGroup(in))
+	ref, err := a.postRoot(ctx, channel, RenderGroup(in), nil)
 	if err != nil {
 		return ref, err
 	}
@@ -478,13 +489,17 @@ func (a *App) OpenedGroup(ctx context.Context, g Group) (string, error) {
 	return ref, nil
 }
 
-func (a *App) postRoot(ctx context.Context, channel string, m Message) (string, error) {
+func (a *App) postRoot(ctx context.Context, channel string, m Message, meta *slack.SlackMetadata) (string, error) {
 	if channel == "" {
 		return "", errors.New("slackapp: no channel configured (DefaultChannel is empty)")
 	}
+	opts := m.MsgOptions()
+	if meta != nil {
+		opts = append(opts, slack.MsgOptionMetadata(*meta))
+	}
 	var ts string
 	err := a.queue.Do(ctx, KindRoot, channel, "", "chat.postMessage", func(ctx context.Context) error {
-		_, t, err := a.web.PostMessageContext(ctx, channel, m.MsgOptions()...)
+		_, t, err := a.web.PostMessageContext(ctx, channel, opts...)
 		if err == nil {
 			ts = t
 		}

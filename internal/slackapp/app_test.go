@@ -124,13 +124,13 @@ func (s *memIncidents) List(_ context.Context, ns string) ([]Incident, error) {
 	return out, nil
 }
 
-func (s *memIncidents) MarkFixing(_ context.Context, id, approver string) error {
+func (s *memIncidents) MarkFixing(_ context.Context, id string, fix PendingFix) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if by, ok := s.fixing[id]; ok {
 		return &FixInProgressError{By: by}
 	}
-	s.fixing[id] = approver
+	s.fixing[id] = fix.By
 	return nil
 }
 
@@ -282,6 +282,8 @@ type envOpts struct {
 	app     []Option
 	queue   []QueueOption
 	noStart bool
+	// incidents wraps the in-memory state the App is given (resume_test.go).
+	incidents func(*memIncidents) Incidents
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -333,7 +335,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	qopts := append([]QueueOption{WithPostInterval(50 * time.Millisecond), WithBackoff(10*time.Millisecond, 200*time.Millisecond)}, o.queue...)
 	opts := append([]Option{WithLogger(testLogger(t)), WithQueueOptions(qopts...)}, o.app...)
-	e.app = New(e.api, cfg, Deps{Incidents: e.incs, Fixer: e.fixer, OnDemand: e.ondem, Approvers: approvers}, opts...)
+	var incs Incidents = e.incs
+	if o.incidents != nil {
+		incs = o.incidents(e.incs)
+	}
+	e.app = New(e.api, cfg, Deps{Incidents: incs, Fixer: e.fixer, OnDemand: e.ondem, Approvers: approvers}, opts...)
 	t.Cleanup(e.app.Close)
 	appPtr.Store(e.app)
 

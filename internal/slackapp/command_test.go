@@ -205,7 +205,7 @@ func TestManifest(t *testing.T) {
 		t.Errorf("interactivity = %+v: want enabled, no request_url (Socket Mode)", it)
 	}
 	check(m.Settings.SocketModeEnabled, "socket_mode_enabled must be true")
-	for _, s := range []string{"chat:write", "commands", "usergroups:read"} {
+	for _, s := range []string{"chat:write", "commands", "usergroups:read", "channels:history", "groups:history"} {
 		found := false
 		for _, have := range m.OAuthConfig.Scopes.Bot {
 			found = found || have == s

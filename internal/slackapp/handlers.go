@@ -168,7 +168,30 @@ func (a *App) onInteraction(cb slack.InteractionCallback) func(context.Context) 
 			if act == nil {
 				continue
 			}
-			a.onAction(ctx, cb, *act)
+			a.onAction(ctx, cb, *act, nil)
+		}
+	}
+}
+
+// onInteractionAcked is onInteraction for a transport that acknowledges
+// when told: ack is called once a fix's approval is durable (or at once
+// for anything else), and in any case when the work ends. A bot that dies
+// between receiving a fix click and recording it therefore never
+// acknowledged it, and Slack tells the clicker it failed: a click is
+// carried out, answered, or visibly not received — never silently lost.
+func (a *App) onInteractionAcked(cb slack.InteractionCallback, ack func()) func(context.Context) {
+	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+		work := a.onInteraction(cb)
+		ack()
+		return work
+	}
+	return func(ctx context.Context) {
+		defer ack()
+		for _, act := range cb.ActionCallback.BlockActions {
+			if act == nil {
+				continue
+			}
+			a.onAction(ctx, cb, *act, ack)
 		}
 	}
 }
@@ -181,9 +204,15 @@ type click struct {
 	inc    Incident
 	ref    string // root message "channel:ts", "" when the click came from an ephemeral answer
 	action Action
+	// recorded acknowledges the click to Slack (see onInteractionAcked); a
+	// fix calls it once its approval is durable.
+	recorded func()
 }
 
-func (a *App) onAction(ctx context.Context, cb slack.InteractionCallback, act slack.BlockAction) {
+func (a *App) onAction(ctx context.Context, cb slack.InteractionCallback, act slack.BlockAction, ack func()) {
+	if ack == nil {
+		ack = func() {}
+	}
 	user := cb.User.ID
 	log := a.log.With("user", user, "action_id", shorten(act.ActionID, 60))
 	if user == "" {
@@ -228,7 +257,10 @@ func (a *App) onAction(ctx context.Context, cb slack.InteractionCallback, act sl
 		a.replyError(ctx, cb.ResponseURL, "You can't do that: "+why+". Nothing was changed.")
 		return
 	}
-	c := click{cb: cb, user: user, value: v, inc: inc, action: action, ref: inc.Ref}
+	if !v.Action.IsFix() {
+		ack()
+	}
+	c := click{cb: cb, user: user, value: v, inc: inc, action: action, ref: inc.Ref, recorded: ack}
 	// A storm digest member's own message is its card in the digest's
 	// thread: the message clicked.
 	if (c.ref == "" || IsDigestRef(c.ref)) && !cb.Container.IsEphemeral && cb.Container.ChannelID != "" && cb.Container.MessageTs != "" {
@@ -299,7 +331,11 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 	if !a.authorizeFix(ctx, c) { // authorize.go: refusals are private
 		return
 	}
-	if err := a.deps.Incidents.MarkFixing(ctx, inc.ID, user); err != nil {
+	err := a.markFixing(ctx, c, target)
+	if c.recorded != nil {
+		c.recorded() // the approval is durable (or refused): Slack may now be told the click arrived
+	}
+	if err != nil {
 		var busy *FixInProgressError
 		if errors.As(err, &busy) {
 			by := "someone"
@@ -322,10 +358,7 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 		u.Action, u.OldImage, u.NewImage = c.value.Action, inc.Image, target
 	})))
 
-	var (
-		res FixResult
-		err error
-	)
+	var res FixResult
 	if c.value.Action == ActionAddSecret {
 		res, err = a.deps.Fixer.AddPullSecret(ctx, inc.ID, c.value.Arg, user)
 	} else if c.value.Action == ActionTempImage {
@@ -364,7 +397,14 @@ func (a *App) fix(ctx context.Context, c click, target string) {
 	a.thread(ctx, c.ref, KindReply, RenderThreadUpdate(a.threadUpdate(inc, UpdatePatched, user, func(u *ThreadUpdate) {
 		u.Action, u.OldImage, u.NewImage, u.Note = c.value.Action, from, to, res.Note
 	})))
+	a.followFix(ctx, c, target, to)
+}
 
+// followFix follows an applied fix's rollout and shows how it ended: the
+// root message edited to the final state, the steps in its thread.
+func (a *App) followFix(ctx context.Context, c click, target, to string) {
+	inc, user := c.inc, c.user
+	log := a.log.With("incident", inc.ID, "approver", user, "action", string(c.value.Action))
 	rr, err := a.deps.Fixer.FollowRollout(ctx, inc.ID, func(p RolloutProgress) {
 		a.threadAsync(c.ref, KindProgress, RenderThreadUpdate(a.threadUpdate(inc, UpdateProgress, "", func(u *ThreadUpdate) {
 			u.Ready, u.Desired, u.Updated, u.Note = p.Ready, p.Desired, p.Ready, p.Message

@@ -51,7 +51,7 @@ func (a *App) PostHeadsUp(ctx context.Context, in HeadsUpInput) (string, error) 
 	if in.Cluster == "" {
 		in.Cluster = a.cfg.Cluster
 	}
-	return a.postRoot(ctx, a.cfg.ChannelFor(in.Namespace), RenderHeadsUp(in))
+	return a.postRoot(ctx, a.cfg.ChannelFor(in.Namespace), RenderHeadsUp(in), nil)
 }
 
 // RenderHeadsUpReply is the reply that threads an earlier heads-up into

@@ -71,10 +71,13 @@ func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "unreadable interaction payload", http.StatusBadRequest)
 			return
 		}
-		work := a.onInteraction(cb)
+		// Answered once a fix click is recorded (onInteractionAcked).
+		acked := make(chan struct{})
+		ack := deferredAck(func() { close(acked) })
+		a.submit(ctx, a.onInteractionAcked(cb, ack), func() { ack(); a.busy(cb.ResponseURL) })
+		<-acked
 		w.WriteHeader(http.StatusOK)
 		flush(w)
-		a.submit(ctx, work, func() { a.busy(cb.ResponseURL) })
 
 	case form.Has("command"):
 		cmd := slashCommandFromForm(form)

@@ -82,12 +82,15 @@ func (a *App) onSocketEvent(ctx context.Context, c *socketmode.Client, evt socke
 
 	case socketmode.EventTypeInteractive:
 		cb, ok := evt.Data.(slack.InteractionCallback)
-		a.ackSocket(c, evt.Request, nil)
 		if !ok {
+			a.ackSocket(c, evt.Request, nil)
 			a.log.Error("socket mode: interaction of unexpected shape", "type", fmt.Sprintf("%T", evt.Data))
 			return
 		}
-		a.submit(ctx, a.onInteraction(cb), func() { a.busy(cb.ResponseURL) })
+		// Acknowledged once a fix click is recorded (onInteractionAcked).
+		req := evt.Request
+		ack := deferredAck(func() { a.ackSocket(c, req, nil) })
+		a.submit(ctx, a.onInteractionAcked(cb, ack), func() { ack(); a.busy(cb.ResponseURL) })
 
 	case socketmode.EventTypeEventsAPI:
 		// pullfix subscribes to no events; acknowledge so Slack does not retry.

@@ -39,7 +39,8 @@ var botRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch", "delete"}},
 	{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"list"}},
 	{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
-	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+	// list: CheckFix looks for a resumed fix's audit Event (reconcile.go).
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "list"}},
 }
 
 // botClient creates the bot's ServiceAccount and Role in e's namespace and

@@ -210,7 +210,7 @@ func (w *Watcher) syncIncident(ctx context.Context, ks string) (time.Duration, e
 		// Failing again after it was reported resolved: a new occurrence.
 		now := time.Now()
 		e.State, e.reported, e.Opened, e.Changed = StateOpen, StateOpen, now, now
-		e.NotifyRef, e.GroupID, e.By, e.Diagnosis = "", "", "", nil
+		e.NotifyRef, e.GroupID, e.By, e.Diagnosis, e.Posting, e.Fix = "", "", "", nil, "", nil
 		e.ProvenSecrets, e.secretsSearched, e.fixInFlight, e.fixReported = nil, false, false, false
 		w.noteDetectionLocked(e.Key.Image, now)
 	}
@@ -287,6 +287,8 @@ func (w *Watcher) reportChange(ctx context.Context, inc Incident) error {
 // waking); detected is when it (re)entered notification, for grouping.
 func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, detected time.Time) (err error) {
 	began := time.Now()
+	pi := w.beginPost(ctx, ks, inc) // the post's intent is written while the incident is diagnosed
+	defer w.endPost(ks, inc.ID, pi)
 	d, err := w.diagnoseWithin(ctx, ks, inc)
 	if err != nil {
 		return err
@@ -318,7 +320,7 @@ func (w *Watcher) notifyIncident(ctx context.Context, ks string, inc Incident, d
 	if gk, ok := w.groupKeyOf(&d, inc.Key); ok {
 		return w.notifyGrouped(ctx, ks, prev, inc, gk, detected)
 	}
-	ref, err := w.notify.Opened(ctx, inc)
+	ref, err := w.postOnce(ctx, ks, inc, pi)
 	if err != nil {
 		w.metrics.Error("notify")
 		return fmt.Errorf("notify %s: %w", ks, err)

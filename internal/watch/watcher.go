@@ -270,6 +270,7 @@ func (w *Watcher) lead(ctx context.Context) {
 	w.mu.Unlock()
 	w.leading.Store(true)
 	defer w.leading.Store(false)
+	w.resumeFixes(ctx) // before the workers: a resumed fix is not also "resolved" by them
 	w.log.Info("leading: syncing incidents", "restored", restored, "took", time.Since(began).Round(time.Millisecond))
 	if w.onLeading != nil {
 		w.bg.Go(func() { w.onLeading(ctx) })

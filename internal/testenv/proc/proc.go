@@ -145,6 +145,28 @@ func (p *Process) Stop(grace time.Duration) error {
 	return nil
 }
 
+// Kill sends SIGKILL to the process group at once — no SIGTERM, no
+// chance to clean up, as a node failure or the OOM killer would — and waits
+// until it is reaped. Killing a stopped process is a no-op.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	if err := signalGroup(cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("SIGKILL %s: %w", p.Name, err)
+	}
+	<-done
+	return nil
+}
+
 // ChildEnv passes through only what the binaries may need: no proxy
 // variables in particular, so nothing is sent to a proxy from the
 // environment.

@@ -145,6 +145,10 @@ func (e *Emulator) chatPostMessage(r *apiRequest) apiResponse {
 	if bad != nil {
 		return *bad
 	}
+	meta, badMeta := metadataOf(p.Get("metadata"))
+	if badMeta != nil {
+		return *badMeta
+	}
 	threadTS := p.Get("thread_ts")
 	if threadTS != "" {
 		parent := e.findMessageLocked(chID, threadTS)
@@ -156,6 +160,7 @@ func (e *Emulator) chatPostMessage(r *apiRequest) apiResponse {
 		}
 	}
 	m := e.storeMessageLocked(chID, threadTS, p.Get("text"), blocks, "chat.postMessage")
+	m.Metadata = meta
 	resp := struct {
 		OK      bool         `json:"ok"`
 		Channel string       `json:"channel"`
@@ -222,6 +227,13 @@ func (e *Emulator) chatUpdate(r *apiRequest) apiResponse {
 	}
 	if text == "" && (len(blocks) == 0 || string(blocks) == "[]") && p.Get("attachments") == "" {
 		return errResp("no_text")
+	}
+	meta, badMeta := metadataOf(p.Get("metadata"))
+	if badMeta != nil {
+		return *badMeta
+	}
+	if meta != nil {
+		m.Metadata = meta // chat.update keeps the metadata unless given anew
 	}
 	e.editMessageLocked(m, text, blocks)
 	resp := struct {

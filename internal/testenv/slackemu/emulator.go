@@ -87,6 +87,9 @@ type Emulator struct {
 	pending     map[string]chan ackFrame
 	respURLs    map[string]*responseURL
 	nextRespURL int64
+
+	received []Received // received.go
+	holds    []*Hold
 }
 
 // New starts an emulator on 127.0.0.1 (random port). Call Close when done.
@@ -133,7 +136,7 @@ func New(opts ...Option) (*Emulator, error) {
 	mux.HandleFunc("POST /commands/", e.serveResponseURL)
 	mux.HandleFunc("POST /actions/", e.serveResponseURL)
 	mux.HandleFunc("GET /emu/state", e.serveState)
-	e.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	e.srv = &http.Server{Handler: e.recordBodies(mux), ReadHeaderTimeout: 10 * time.Second}
 	e.wg.Go(func() {
 		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("serve", "err", err)

@@ -45,6 +45,9 @@ type Message struct {
 	Edits    []Revision // earlier versions, oldest first
 	Deleted  bool
 	Replies  int // for roots: number of thread replies
+	// Metadata is the message metadata the app attached
+	// ({"event_type":…,"event_payload":…}), nil when none.
+	Metadata json.RawMessage
 }
 
 // IsReply reports whether m was posted into another message's thread.

@@ -188,6 +188,7 @@ func (e *Emulator) readAcks(c *sconn) {
 		if err != nil {
 			return
 		}
+		e.recordReceived("socket", data)
 		at := time.Now()
 		var a struct {
 			EnvelopeID string          `json:"envelope_id"`

@@ -36,6 +36,7 @@ var apiMethods = map[string]apiMethod{
 	"chat.postEphemeral":    {handle: (*Emulator).chatPostEphemeral},
 	"chat.getPermalink":     {handle: (*Emulator).chatGetPermalink},
 	"conversations.info":    {handle: (*Emulator).conversationsInfo},
+	"conversations.history": {handle: (*Emulator).conversationsHistory},
 	"usergroups.users.list": {handle: (*Emulator).usergroupsUsersList},
 	"users.info":            {handle: (*Emulator).usersInfo},
 	"apps.connections.open": {token: appTokenOnly, headerOnly: true, handle: (*Emulator).appsConnectionsOpen},
@@ -109,6 +110,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec, known := apiMethods[method]
+	if h := e.takeHold(method, false, req.params); h != nil && !h.wait(r.Context()) {
+		return // the app is gone: Slack never got this call
+	}
 
 	e.mu.Lock()
 	var resp apiResponse
@@ -145,6 +149,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 
 	e.log.Debug("api call", "method", method, "status", resp.status, "error", resp.errCode)
+	if h := e.takeHold(method, true, req.params); h != nil && !h.wait(r.Context()) {
+		return // done, but the app is gone before hearing so
+	}
 	writeJSON(w, resp.status, resp.body, resp.retryAfter)
 }
 

@@ -79,6 +79,45 @@ type Incident struct {
 	// already): the only secrets an "Add imagePullSecret" fix may add.
 	// Persisted with the incident, so a restart or a new leader keeps them.
 	ProvenSecrets []string `json:"provenSecrets,omitempty"`
+	// Posting is the id of a root message being posted (its message
+	// metadata carries it), persisted before the post: after a crash
+	// between the post and the state write, the message is found again
+	// instead of posted twice (watch's reconcile.go). "" when no post is
+	// under way.
+	Posting string `json:"posting,omitempty"`
+	// Fix is the approved fix being applied (state fixing), persisted
+	// before anything is changed: a restart finds it and says what
+	// became of it (watch's reconcile.go).
+	Fix *FixIntent `json:"fix,omitempty"`
+}
+
+// FixIntent is an approved fix, persisted with the incident before the
+// workload is touched: the intent a new leader resumes from.
+type FixIntent struct {
+	// Action is the button's action: set_image, rollback or add_secret.
+	Action string `json:"action"`
+	// Arg is the button's argument: a candidate id or the secret's name.
+	Arg string `json:"arg"`
+	// Target is what the fix sets: the image, or the pull secret's name.
+	Target string `json:"target"`
+	// By is the approver (a Slack user id).
+	By string `json:"by"`
+	// Approver is how the patch names the approver in the change-cause
+	// and the audit Event ("<@U1> (Slack)"): what a restart looks for to
+	// tell pullfix's patch from someone else's. "" reads as By.
+	Approver string    `json:"approver,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// AddsSecret reports whether the fix adds a pull secret (else it sets an image).
+func (f FixIntent) AddsSecret() bool { return f.Action == "add_secret" }
+
+// ApproverName is Approver, or By when the intent names no Approver.
+func (f FixIntent) ApproverName() string {
+	if f.Approver != "" {
+		return f.Approver
+	}
+	return f.By
 }
 
 // ID is the incident's short stable ID: the first 10 hex digits of

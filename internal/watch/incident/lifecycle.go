@@ -73,6 +73,17 @@ func MarkFixing(inc *Incident, by string) (bool, error) {
 	return true, nil
 }
 
+// MarkFixingFor is MarkFixing with the approved fix recorded on the
+// incident (persisted with it): the intent a restart resumes from.
+func MarkFixingFor(inc *Incident, fix FixIntent) (bool, error) {
+	changed, err := MarkFixing(inc, fix.By)
+	if err != nil || !changed {
+		return changed, err
+	}
+	inc.Fix = &fix
+	return true, nil
+}
+
 // ClearFixing returns an incident from fixing to notified after a fix that
 // was refused or did not finish, so it can be fixed again; any other state
 // is left as it is.
@@ -80,6 +91,6 @@ func ClearFixing(inc *Incident) (bool, error) {
 	if inc.State != StateFixing {
 		return false, nil
 	}
-	inc.State, inc.By = StateNotified, ""
+	inc.State, inc.By, inc.Fix = StateNotified, "", nil
 	return true, nil
 }

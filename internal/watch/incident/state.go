@@ -57,12 +57,17 @@ type Record struct {
 	// Proven are the pull secrets proven to hold working credentials for
 	// the image (Incident.ProvenSecrets).
 	Proven []string `json:"proven,omitempty"`
+	// Posting and Fix are intents written before a Slack post or a patch
+	// (see Incident; watch's reconcile.go).
+	Posting string     `json:"posting,omitempty"`
+	Fix     *FixIntent `json:"fix,omitempty"`
 }
 
 func RecordOf(inc Incident) Record {
 	r := Record{
 		ID: inc.ID, Key: inc.Key, State: inc.State, Ref: inc.NotifyRef, Group: inc.GroupID, By: inc.By,
 		Opened: inc.Opened, Changed: inc.Changed, Until: inc.SnoozedUntil, Proven: inc.ProvenSecrets,
+		Posting: inc.Posting, Fix: inc.Fix,
 	}
 	if inc.Diagnosis != nil {
 		r.Cause, r.Candidates = inc.Diagnosis.Cause, inc.Diagnosis.Candidates
@@ -77,6 +82,7 @@ func (r Record) Incident() Incident {
 	inc := Incident{
 		ID: r.ID, Key: r.Key, State: r.State, NotifyRef: r.Ref, GroupID: r.Group, By: r.By,
 		Opened: r.Opened, Changed: r.Changed, SnoozedUntil: r.Until, ProvenSecrets: r.Proven,
+		Posting: r.Posting, Fix: r.Fix,
 	}
 	if r.Cause != "" {
 		d := &diagnose.Diagnosis{
@@ -265,7 +271,9 @@ func (s *Store) Len() int {
 func (s *Store) pruneLocked(active map[string]bool) {
 	now := s.now()
 	for id, r := range s.recs {
-		if r.State.Closed() && !active[id] && now.Sub(r.Changed) > s.ttl {
+		// An open record is an intent to post (watch's reconcile.go) whose
+		// pods went away: it ages out like a closed one.
+		if (r.State.Closed() || r.State == StateOpen) && !active[id] && now.Sub(r.Changed) > s.ttl {
 			s.dropLocked(id)
 		}
 	}
