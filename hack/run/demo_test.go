@@ -240,12 +240,25 @@ func checkWorld(t *testing.T, ctx context.Context, l *localEnv) {
 	if len(roots[0].Edits) == 0 || !strings.Contains(roots[0].Text, "1/1 Running") {
 		t.Errorf("root message not edited to the resolved state: edits=%d text=%q", len(roots[0].Edits), roots[0].Text)
 	}
-	var thread []string
-	for _, m := range l.Emu.Thread(channelID, roots[0].TS)[1:] {
-		thread = append(thread, m.Text)
-	}
-	joined := strings.Join(thread, "\n")
-	for _, want := range []string{"Approved", "Patched", "1/1 Running"} {
+	// Thread replies travel in the channel's lane, the root's edit in the
+	// workspace's chat.update lane, so the rollout's reply may land just
+	// after the edit the page showed: wait for it, with a bound.
+	wants := []string{"Approved", "Patched", "1/1 Running"}
+	var joined string
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		var thread []string
+		for _, m := range l.Emu.Thread(channelID, roots[0].TS)[1:] {
+			thread = append(thread, m.Text)
+		}
+		joined = strings.Join(thread, "\n")
+		for _, want := range wants {
+			if !strings.Contains(joined, want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	for _, want := range wants {
 		if !strings.Contains(joined, want) {
 			t.Errorf("thread lacks %q:\n%s", want, joined)
 		}
