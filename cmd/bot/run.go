@@ -14,6 +14,7 @@ import (
 
 	"github.com/pullfix/pullfix/internal/admission"
 	"github.com/pullfix/pullfix/internal/approval"
+	"github.com/pullfix/pullfix/internal/bridge"
 	"github.com/pullfix/pullfix/internal/console"
 	"github.com/pullfix/pullfix/internal/diagnose"
 	"github.com/pullfix/pullfix/internal/gitops"
@@ -66,8 +67,8 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cfg.LeaderElection {
 		opts = append(opts, watch.WithLeaderElection(leader.Config{Namespace: cfg.PodNamespace, Name: cfg.LeaseName, Logger: log}))
 	}
-	// b.w is set once the watcher exists, before Run (so before any call).
-	b := &bridge{cluster: cfg.Cluster, log: log, gitops: guard, rbac: rbac}
+	// The bridge gets the watcher once it exists, before Run (so before any call).
+	b := bridge.New(cfg.Cluster, log, guard, rbac)
 	var notifier watch.Notifier = b
 	extra, mode := map[string]http.Handler{}, "console"
 	if cfg.BotToken == "" {
@@ -77,13 +78,13 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		if cfg.PullSecretProbing {
 			opts = append(opts, watch.WithPullSecretSearch(env.prober))
 		}
-		app, err := newSlackApp(ctx, cfg, b, log, slackapp.NewPrometheusMetrics(reg))
+		app, err := newSlackApp(ctx, cfg, b, rbac, log, slackapp.NewPrometheusMetrics(reg))
 		if err != nil {
 			fmt.Fprintf(stderr, "bot: %v\n", err)
 			return 1
 		}
 		defer app.Close()
-		b.app = app
+		b.SetApp(app)
 		rbac.SetEmailLookup(app.UserEmail)
 		if mode = "slack http mode at " + cfg.HTTPPath; cfg.AppToken != "" {
 			mode = "slack socket mode"
@@ -103,7 +104,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	// The webhook (if PULLFIX_ADMISSION) runs on every replica; a heads-up joins its incident's thread.
 	wh, err := admission.Start(ctx, admission.Config{Settings: cfg.Settings, Client: env.cs, Prober: env.prober, Diagnoser: env.diag,
-		App: b.app, Cluster: cfg.Cluster, Namespace: cfg.PodNamespace, ReadSecrets: cfg.PullSecretProbing, Registerer: reg, Logger: log})
+		App: b.App(), Cluster: cfg.Cluster, Namespace: cfg.PodNamespace, ReadSecrets: cfg.PullSecretProbing, Registerer: reg, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: admission webhook: %v\n", err)
 		return 1
@@ -115,7 +116,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "bot: %v\n", err)
 		return 2
 	}
-	b.w = w
+	b.SetWatcher(w)
 	addr, err := ops.Serve(ctx, cfg.ListenAddr, reg, w.HasSynced, extra, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "bot: PULLFIX_LISTEN_ADDR %s: %v\n", cfg.ListenAddr, err)
@@ -130,7 +131,7 @@ func runWatch(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 }
 
 // newSlackApp connects to Slack and builds the app around b.
-func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m slackapp.Metrics) (*slackapp.App, error) {
+func newSlackApp(ctx context.Context, cfg Config, b *bridge.Bridge, rbac *approval.Binding, log *slog.Logger, m slackapp.Metrics) (*slackapp.App, error) {
 	api, err := slackapp.Dial(ctx, cfg.BotToken, cfg.AppToken, cfg.SlackAPIURL, log)
 	if err != nil {
 		return nil, fmt.Errorf("PULLFIX_SLACK_BOT_TOKEN: %w", err)
@@ -146,7 +147,7 @@ func newSlackApp(ctx context.Context, cfg Config, b *bridge, log *slog.Logger, m
 	approvers := slackapp.NewApprovers(policy, slackapp.SlackGroupMembers{API: api}, slackapp.WithOpenActions(cfg.OpenActions))
 	return slackapp.New(api, slackapp.Config{
 		Cluster: cfg.Cluster, DefaultChannel: cfg.Channel, Channels: channels, SigningSecret: cfg.SigningSecret,
-	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers, Authorizer: b.rbac},
+	}, slackapp.Deps{Incidents: b, Fixer: b, OnDemand: b, Approvers: approvers, Authorizer: rbac},
 		slackapp.WithLogger(log), slackapp.WithQueueOptions(slackapp.WithMetrics(m), slackapp.WithPostBurst(3)),
 		slackapp.WithStorm(cfg.StormAt, slackapp.DefaultStormWindow, slackapp.DefaultStormJoin)), nil
 }

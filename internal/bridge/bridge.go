@@ -1,4 +1,7 @@
-package main
+// Package bridge is the adapter between the two edges that never import
+// each other, the watcher (internal/watch) and the Slack app
+// (internal/slackapp); cmd/bot builds one and hands it to both.
+package bridge
 
 import (
 	"context"
@@ -15,13 +18,13 @@ import (
 	"github.com/pullfix/pullfix/internal/watch/fix"
 )
 
-// bridge joins the two edges that never import each other: it is the
+// Bridge joins the two edges that never import each other: it is the
 // watcher's Notifier (posting through the Slack app) and the Slack app's
 // Incidents, Fixer and OnDemand (acting through the watcher). It holds no
 // state and makes no decision: it converts types and errors. Every rule —
 // the double-click guard, which image a button deploys, proven pull
 // secrets, who posts "resolved" — is the watcher's.
-type bridge struct {
+type Bridge struct {
 	w       *watch.Watcher
 	app     *slackapp.App
 	cluster string
@@ -30,15 +33,31 @@ type bridge struct {
 	rbac    *approval.Binding // approvals bound to Kubernetes RBAC (issue #17); nil: off
 }
 
+// New is a bridge for cluster, with the GitOps guard and the RBAC binding
+// of issue #17 (either nil: off). SetApp and SetWatcher complete it before
+// the watcher runs, so before any call.
+func New(cluster string, log *slog.Logger, guard *gitops.Guard, rbac *approval.Binding) *Bridge {
+	return &Bridge{cluster: cluster, log: log, gitops: guard, rbac: rbac}
+}
+
+// SetApp is the Slack app the bridge posts through.
+func (b *Bridge) SetApp(app *slackapp.App) { b.app = app }
+
+// App is the Slack app set by SetApp (nil on the console).
+func (b *Bridge) App() *slackapp.App { return b.app }
+
+// SetWatcher is the watcher the bridge acts through.
+func (b *Bridge) SetWatcher(w *watch.Watcher) { b.w = w }
+
 // ---- watch.Notifier ----
 
-func (b *bridge) Opened(ctx context.Context, inc watch.Incident) (string, error) {
+func (b *Bridge) Opened(ctx context.Context, inc watch.Incident) (string, error) {
 	b.gitops.Detect(ctx, inc.ID, inc.Key.Namespace, inc.Key.Workload)
 	return b.app.Opened(ctx, b.toSlack(inc))
 }
 
 // Refined edits the message: the registry answered late, or secrets were proven.
-func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
+func (b *Bridge) Refined(ctx context.Context, inc watch.Incident) error {
 	if inc.NotifyRef == "" {
 		return nil
 	}
@@ -46,20 +65,20 @@ func (b *bridge) Refined(ctx context.Context, inc watch.Incident) error {
 }
 
 // Updated: a click's change; the Slack app edits its message and any storm digest.
-func (b *bridge) Updated(ctx context.Context, inc watch.Incident) error {
+func (b *Bridge) Updated(ctx context.Context, inc watch.Incident) error {
 	return b.app.Updated(ctx, b.toSlack(inc))
 }
 
 // Detected and Forgotten (watch.Detector) name a new incident in its
 // channel's storm digest, and take one that closed unnotified out of it.
-func (b *bridge) Detected(ctx context.Context, inc watch.Incident) {
+func (b *Bridge) Detected(ctx context.Context, inc watch.Incident) {
 	b.app.Detected(ctx, b.toSlack(inc))
 }
-func (b *bridge) Forgotten(ctx context.Context, inc watch.Incident) { b.app.Forget(ctx, inc.ID) }
+func (b *Bridge) Forgotten(ctx context.Context, inc watch.Incident) { b.app.Forget(ctx, inc.ID) }
 
 // Resolved edits the message to its end; the watcher calls it only when no
 // fix of pullfix's reported the outcome already.
-func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
+func (b *Bridge) Resolved(ctx context.Context, inc watch.Incident) error {
 	defer b.gitops.Forget(inc.ID)
 	if inc.NotifyRef == "" {
 		return nil
@@ -72,7 +91,7 @@ func (b *bridge) Resolved(ctx context.Context, inc watch.Incident) error {
 	return b.app.Resolved(ctx, b.toSlack(inc), r)
 }
 
-func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
+func (b *Bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 	if g.NotifyRef == "" || g.Diagnosis == nil {
 		return nil
 	}
@@ -87,19 +106,19 @@ func (b *bridge) UpdatedGroup(ctx context.Context, g watch.Group) error {
 }
 
 // ---- crash safety: watch.PostFinder, watch.FixResumer (watch's reconcile.go) ----
-func (b *bridge) FindPosted(ctx context.Context, inc watch.Incident) (string, error) {
+func (b *Bridge) FindPosted(ctx context.Context, inc watch.Incident) (string, error) {
 	return b.app.FindPosted(ctx, b.toSlack(inc), inc.Opened)
 }
-func (b *bridge) Adopted(ctx context.Context, inc watch.Incident) error {
+func (b *Bridge) Adopted(ctx context.Context, inc watch.Incident) error {
 	return b.app.Adopt(ctx, b.toSlack(inc))
 }
-func (b *bridge) ResumeFix(ctx context.Context, inc watch.Incident, applied bool) {
+func (b *Bridge) ResumeFix(ctx context.Context, inc watch.Incident, applied bool) {
 	b.app.ResumeFix(ctx, b.toSlack(inc), slackapp.PendingFix{Action: slackapp.Action(inc.Fix.Action), Arg: inc.Fix.Arg, Target: inc.Fix.Target, By: inc.Fix.By, Applied: applied})
 }
 
 // ---- slackapp.Incidents ----
 
-func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, error) {
+func (b *Bridge) Incident(ctx context.Context, id string) (slackapp.Incident, error) {
 	if g, ok := b.w.Group(id); ok && len(g.Members) > 0 {
 		inc := b.toSlack(g.Members[0])
 		inc.ID, inc.Ref = g.ID, g.NotifyRef
@@ -113,7 +132,7 @@ func (b *bridge) Incident(ctx context.Context, id string) (slackapp.Incident, er
 	return b.toSlack(inc), nil
 }
 
-func (b *bridge) List(_ context.Context, namespace string) ([]slackapp.Incident, error) {
+func (b *Bridge) List(_ context.Context, namespace string) ([]slackapp.Incident, error) {
 	var out []slackapp.Incident
 	for _, inc := range b.w.Incidents() {
 		if namespace == "" || inc.Key.Namespace == namespace {
@@ -123,23 +142,23 @@ func (b *bridge) List(_ context.Context, namespace string) ([]slackapp.Incident,
 	return out, nil
 }
 
-func (b *bridge) MarkFixing(ctx context.Context, id string, f slackapp.PendingFix) error {
+func (b *Bridge) MarkFixing(ctx context.Context, id string, f slackapp.PendingFix) error {
 	return slackErr(b.w.MarkFixingFor(ctx, id, watch.FixIntent{Action: string(f.Action), Arg: f.Arg, Target: f.Target, By: f.By, Approver: approval.Approver(f.By)}))
 }
 
-func (b *bridge) ClearFixing(ctx context.Context, id string) error {
+func (b *Bridge) ClearFixing(ctx context.Context, id string) error {
 	return slackErr(b.w.ClearFixing(ctx, id))
 }
 
-func (b *bridge) Dismiss(ctx context.Context, id, user string) error {
+func (b *Bridge) Dismiss(ctx context.Context, id, user string) error {
 	return slackErr(b.w.Dismiss(ctx, id, user))
 }
 
-func (b *bridge) Snooze(ctx context.Context, id, user string, until time.Time) error {
+func (b *Bridge) Snooze(ctx context.Context, id, user string, until time.Time) error {
 	return slackErr(b.w.Snooze(ctx, id, until, user))
 }
 
-func (b *bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, error) {
+func (b *Bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, error) {
 	inc, err := b.w.Recheck(ctx, id)
 	if err != nil {
 		return slackapp.Incident{}, slackErr(err)
@@ -149,17 +168,17 @@ func (b *bridge) Recheck(ctx context.Context, id string) (slackapp.Incident, err
 
 // ---- slackapp.Fixer ----
 
-func (b *bridge) SetImage(ctx context.Context, id, candidateID, approver string) (slackapp.FixResult, error) {
+func (b *Bridge) SetImage(ctx context.Context, id, candidateID, approver string) (slackapp.FixResult, error) {
 	return b.setImage(ctx, id, candidateID, approver, b.w.SetImage)
 }
 
 // SetImageTemporary is the opt-in temporary live patch of a GitOps-owned workload (slackapp.TemporaryFixer).
-func (b *bridge) SetImageTemporary(ctx context.Context, id, candidateID, approver string) (slackapp.FixResult, error) {
+func (b *Bridge) SetImageTemporary(ctx context.Context, id, candidateID, approver string) (slackapp.FixResult, error) {
 	return b.setImage(ctx, id, candidateID, approver, b.w.SetTemporaryImage)
 }
 
 // setImage acts as the approver (their Kubernetes identity, with RBAC-bound approvals).
-func (b *bridge) setImage(ctx context.Context, id, candidateID, approver string, set func(context.Context, string, string, string) (fix.FixResult, error)) (slackapp.FixResult, error) {
+func (b *Bridge) setImage(ctx context.Context, id, candidateID, approver string, set func(context.Context, string, string, string) (fix.FixResult, error)) (slackapp.FixResult, error) {
 	ctx, who, err := b.rbac.ActAs(ctx, approver)
 	if err != nil {
 		return slackapp.FixResult{}, slackErr(err)
@@ -171,7 +190,7 @@ func (b *bridge) setImage(ctx context.Context, id, candidateID, approver string,
 	return slackapp.FixResult{From: res.OldImage, To: res.NewImage, Note: strings.Join(res.Warnings, "; ")}, nil
 }
 
-func (b *bridge) AddPullSecret(ctx context.Context, id, secret, approver string) (slackapp.FixResult, error) {
+func (b *Bridge) AddPullSecret(ctx context.Context, id, secret, approver string) (slackapp.FixResult, error) {
 	ctx, who, err := b.rbac.ActAs(ctx, approver)
 	if err != nil {
 		return slackapp.FixResult{}, slackErr(err)
@@ -183,7 +202,7 @@ func (b *bridge) AddPullSecret(ctx context.Context, id, secret, approver string)
 	return slackapp.FixResult{To: res.PullSecret, Note: strings.Join(res.Warnings, "; ")}, nil
 }
 
-func (b *bridge) FollowRollout(ctx context.Context, id string, progress func(slackapp.RolloutProgress)) (slackapp.RolloutResult, error) {
+func (b *Bridge) FollowRollout(ctx context.Context, id string, progress func(slackapp.RolloutProgress)) (slackapp.RolloutResult, error) {
 	st, d, err := b.w.FollowFix(ctx, id, func(s fix.RolloutStatus) {
 		progress(slackapp.RolloutProgress{Ready: int(s.ReadyPods), Desired: int(s.Desired), Message: s.Summary})
 	})
@@ -196,7 +215,7 @@ func (b *bridge) FollowRollout(ctx context.Context, id string, progress func(sla
 
 // ---- slackapp.OnDemand ----
 
-func (b *bridge) Diagnose(ctx context.Context, namespace, kind, name string) (slackapp.Incident, bool, error) {
+func (b *Bridge) Diagnose(ctx context.Context, namespace, kind, name string) (slackapp.Incident, bool, error) {
 	inc, healthy, err := b.w.DiagnoseNow(ctx, namespace, kind, name)
 	if err != nil {
 		return slackapp.Incident{}, false, err
@@ -212,7 +231,7 @@ func (b *bridge) Diagnose(ctx context.Context, namespace, kind, name string) (sl
 
 // toSlack converts a watcher incident into what the Slack app renders,
 // with what the GitOps guard knows of its owner.
-func (b *bridge) toSlack(inc watch.Incident) slackapp.Incident {
+func (b *Bridge) toSlack(inc watch.Incident) slackapp.Incident {
 	out := slackapp.Incident{
 		ID: inc.ID, Namespace: inc.Key.Namespace, Kind: inc.Key.Kind, Name: inc.Key.Name,
 		Container: inc.Key.Container, Image: inc.Key.Image, Pods: inc.Pods, State: messageState(inc.State),

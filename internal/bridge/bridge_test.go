@@ -1,4 +1,4 @@
-package main
+package bridge
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestDismissUnknownIncident(t *testing.T) {
 	if !w.IsLeader() {
 		t.Fatal("the watcher did not start leading on the fake clientset")
 	}
-	b := &bridge{w: w, cluster: "test", log: log}
+	b := &Bridge{w: w, cluster: "test", log: log}
 	const id = "0123456789"
 	_, recheck := b.Recheck(ctx, id)
 	for name, err := range map[string]error{
@@ -108,13 +108,13 @@ func TestToSlack(t *testing.T) {
 	}
 	inc := watch.Incident{ID: "abc", Key: watch.Key{Namespace: "ns", Workload: watch.Workload{Kind: "Deployment", Name: "ui"}, Container: "ui", Image: "x:1"},
 		State: watch.StateFixing, By: "U0ALICE", NotifyRef: "C1:1.2", ProvenSecrets: []string{"regcred"}, Pods: []string{"ui-1"}}
-	got := (&bridge{}).toSlack(inc)
+	got := (&Bridge{}).toSlack(inc)
 	if got.ID != "abc" || got.Namespace != "ns" || got.Kind != "Deployment" || got.Name != "ui" || got.Image != "x:1" || got.Ref != "C1:1.2" ||
 		got.State != slackapp.StateFixing || got.FixingBy != "U0ALICE" || len(got.ProvenSecrets) != 1 || got.ProvenSecrets[0] != "regcred" || len(got.Pods) != 1 {
 		t.Errorf("toSlack = %+v", got)
 	}
 	inc.State = watch.StateNotified
-	if got := (&bridge{}).toSlack(inc); got.FixingBy != "" || got.State != slackapp.StateOpen {
+	if got := (&Bridge{}).toSlack(inc); got.FixingBy != "" || got.State != slackapp.StateOpen {
 		t.Errorf("notified: FixingBy %q state %s, want none and open", got.FixingBy, got.State)
 	}
 	if got := approval.Approver("U0ALICE"); got != "<@U0ALICE> (Slack)" {
