@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pullfix/pullfix/internal/slackapp"
@@ -291,8 +292,15 @@ func killAt(t *testing.T, c crashPoint) {
 	if len(audit) != 1 || !strings.Contains(audit[0], goodImage) || !strings.Contains(audit[0], approverID) {
 		t.Errorf("ImageUpdated Events %q, want one naming %s and the approver", audit, goodImage)
 	}
+	// Thread replies travel in the channel's paced lane, the root's edit in
+	// the workspace's chat.update lane: the last reply may land after the
+	// edit seen above, so wait for it, with a bound.
+	resolvedReply := func(ctx context.Context) (bool, error) {
+		return slices.ContainsFunc(e.replies(root.TS), func(m slackemu.Message) bool { return strings.HasPrefix(m.Text, "Resolved") }), nil
+	}
+	_ = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, resolvedReply)
 	t.Logf("thread: %q", texts(e.replies(root.TS)))
-	if !slices.ContainsFunc(e.replies(root.TS), func(m slackemu.Message) bool { return strings.HasPrefix(m.Text, "Resolved") }) {
+	if ok, _ := resolvedReply(t.Context()); !ok {
 		t.Errorf("the thread does not say it resolved: %q", texts(e.replies(root.TS)))
 	}
 	e.checkNoForbidden(t)
