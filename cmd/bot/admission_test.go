@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,31 +17,10 @@ import (
 
 	"github.com/pullfix/pullfix/internal/admission"
 	"github.com/pullfix/pullfix/internal/testenv/chart"
+	"github.com/pullfix/pullfix/internal/testenv/controlplane"
 	"github.com/pullfix/pullfix/internal/testenv/registries"
 	"github.com/pullfix/pullfix/internal/testenv/slackemu"
 )
-
-// warningLog collects the API server's warnings, as kubectl prints them.
-type warningLog struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warningLog) HandleWarningHeader(code int, _, text string) {
-	if code == 299 && text != "" {
-		w.mu.Lock()
-		w.list = append(w.list, text)
-		w.mu.Unlock()
-	}
-}
-
-func (w *warningLog) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
-}
 
 // TestAdmissionHeadsUpThreadedIntoIncident runs the bot with the chart's
 // admission.enabled (its RBAC, its environment, its webhook configuration;
@@ -96,7 +74,7 @@ func TestAdmissionHeadsUpThreadedIntoIncident(t *testing.T) {
 		return err == nil && len(got.Webhooks[0].ClientConfig.CABundle) > 0, nil
 	})
 
-	warn := &warningLog{}
+	warn := &controlplane.Warnings{}
 	cfg := rest.CopyConfig(cp.AdminConfig())
 	cfg.WarningHandler = warn
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -118,7 +96,7 @@ func TestAdmissionHeadsUpThreadedIntoIncident(t *testing.T) {
 		if _, err := cs.AppsV1().Deployments(e.ns).Create(ctx, dep, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			return false, err
 		}
-		return len(warn.take()) > 0, nil
+		return len(warn.Take()) > 0, nil
 	})
 	if _, err := cs.AppsV1().Deployments(e.ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -126,7 +104,7 @@ func TestAdmissionHeadsUpThreadedIntoIncident(t *testing.T) {
 	e.mu.Lock()
 	e.created = append(e.created, "ui-new")
 	e.mu.Unlock()
-	if got := warn.take(); len(got) != 1 || got[0] != want {
+	if got := warn.Take(); len(got) != 1 || got[0] != want {
 		t.Fatalf("kubectl apply's warnings = %q, want [%q]", got, want)
 	}
 	t.Logf("kubectl apply -f ui-new.yaml\nWarning: %s\ndeployment.apps/ui-new created", want)

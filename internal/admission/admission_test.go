@@ -43,30 +43,6 @@ const (
 	botNS     = "pullfix-system"
 )
 
-// warnings collects the API server's warnings as kubectl prints them.
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(code int, _ string, text string) {
-	if code != 299 || text == "" {
-		return
-	}
-	w.mu.Lock()
-	w.list = append(w.list, text)
-	w.mu.Unlock()
-}
-
-// take returns the warnings received since the last take.
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
-}
-
 // headsUps records the notifier's calls.
 type headsUps struct {
 	mu   sync.Mutex
@@ -91,7 +67,7 @@ type env struct {
 	// terminating).
 	namespaces map[string]string
 	cs         kubernetes.Interface // admin, collecting warnings into warn
-	warn       *warnings
+	warn       *controlplane.Warnings
 	metrics    *admission.Metrics
 	notes      *headsUps
 	budget     time.Duration
@@ -147,7 +123,7 @@ func newEnv(t *testing.T, c envConfig) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := &env{namespaces: names, warn: &warnings{}, metrics: admission.NewMetrics(nil), notes: &headsUps{}, budget: c.budget}
+	e := &env{namespaces: names, warn: &controlplane.Warnings{}, metrics: admission.NewMetrics(nil), notes: &headsUps{}, budget: c.budget}
 	checker := admission.NewChecker(admission.CheckerConfig{Client: admin, Prober: prober, Diagnoser: diagnose.NewDiagnoser(prober),
 		ReadSecrets: true, Logger: log, ECR: creds.ECRKeychainFromEnv(os.Getenv)})
 	h := admission.NewHandler(admission.HandlerConfig{Checker: checker, Budget: c.budget, Deny: deny, Notifier: e.notes, Metrics: e.metrics, Logger: log})
@@ -265,7 +241,7 @@ func waitActive(t *testing.T, e *env, ns string) {
 		if err != nil && !apierrors.IsForbidden(err) {
 			t.Fatalf("dry-run create: %v", err)
 		}
-		if err != nil || len(e.warn.take()) > 0 {
+		if err != nil || len(e.warn.Take()) > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -302,7 +278,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "image " + badImage + ": repository not found at public.ecr.aws; " + goodImage + " exists"
-	if got := e.warn.take(); len(got) != 1 || got[0] != want {
+	if got := e.warn.Take(); len(got) != 1 || got[0] != want {
 		t.Fatalf("warnings = %q, want [%q]", got, want)
 	}
 	t.Logf("kubectl apply would print:\nWarning: %s\ndeployment.apps/ui-new created", want)
@@ -317,7 +293,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 	if _, err := deps.Create(ctx, deployment("catalog", otherGood), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.warn.take(); len(got) != 0 {
+	if got := e.warn.Take(); len(got) != 0 {
 		t.Fatalf("good image warned: %q", got)
 	}
 	if n := reg.CountPath("/manifests/"); n != 1 {
@@ -330,7 +306,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 	update(t, e, deps, "catalog", func(d *appsv1.Deployment) { // a change that keeps the image
 		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "X", Value: "1"}}
 	})
-	if got := e.warn.take(); len(got) != 0 {
+	if got := e.warn.Take(); len(got) != 0 {
 		t.Fatalf("warned: %q", got)
 	}
 	if n := reg.Count(); n != 0 {
@@ -340,7 +316,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 	// Changing the image to the bad one warns (update path); its answer is cached.
 	reg.ResetLog()
 	update(t, e, deps, "catalog", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = badImage })
-	got := e.warn.take()
+	got := e.warn.Take()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "image "+badImage+": repository not found at public.ecr.aws; ") {
 		t.Fatalf("update to the bad image: warnings %q", got)
 	}
@@ -353,7 +329,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 	if _, err := deps.Create(ctx, deployment("ui-dry", badImage), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.warn.take(); len(got) != 1 || got[0] != want {
+	if got := e.warn.Take(); len(got) != 1 || got[0] != want {
 		t.Fatalf("dry run: warnings = %q", got)
 	}
 
@@ -395,7 +371,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 		if err := k.create(); err != nil {
 			t.Fatalf("%s: %v", k.kind, err)
 		}
-		if got := e.warn.take(); len(got) != 1 || got[0] != want {
+		if got := e.warn.Take(); len(got) != 1 || got[0] != want {
 			t.Errorf("%s: warnings = %q, want [%q]", k.kind, got, want)
 		}
 	}
@@ -418,7 +394,7 @@ func TestAdmissionWarnsOnMissingImage(t *testing.T) {
 		if _, err := e.cs.AppsV1().Deployments(ns).Create(ctx, deployment("excluded", badImage), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := e.warn.take(); len(got) != 0 {
+		if got := e.warn.Take(); len(got) != 0 {
 			t.Errorf("%s: warned %q", ns, got)
 		}
 	}
@@ -457,7 +433,7 @@ func TestAdmissionDenyRefusesWithSameWords(t *testing.T) {
 	if _, err := e.cs.AppsV1().Deployments(e.ns("lenient")).Create(ctx, deployment("ui-new", badImage), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.warn.take(); len(got) != 1 || got[0] != want {
+	if got := e.warn.Take(); len(got) != 1 || got[0] != want {
 		t.Fatalf("lenient namespace: warnings = %q", got)
 	}
 	if n := e.metrics.Count(admission.ResultDenied) - denied; n != 1 {
@@ -481,7 +457,7 @@ func TestAdmissionNeverBlocksWhenRegistryHangs(t *testing.T) {
 	if elapsed > budget+3*time.Second {
 		t.Errorf("apply took %s; the budget is %s", elapsed, budget)
 	}
-	if got := e.warn.take(); len(got) != 0 {
+	if got := e.warn.Take(); len(got) != 0 {
 		t.Errorf("warnings while the registry hangs: %q", got)
 	}
 	if hole.Accepted() == 0 {
@@ -497,7 +473,7 @@ func TestAdmissionNeverBlocksWhenRegistryHangs(t *testing.T) {
 	if _, err := e.cs.AppsV1().Deployments(e.ns("hang")).Create(t.Context(), deployment("ui-new-2", badImage+"-2"), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
-	if got := e.warn.take(); len(got) != 0 {
+	if got := e.warn.Take(); len(got) != 0 {
 		t.Errorf("warnings: %q", got)
 	}
 	if hole.Accepted() != dialled {
@@ -515,7 +491,7 @@ func TestAdmissionNeverBlocksWhenRegistryHangs(t *testing.T) {
 func update(t *testing.T, e *env, deps typedapps.DeploymentInterface, name string, change func(*appsv1.Deployment)) {
 	t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		e.warn.take()
+		e.warn.Take()
 		d, err := deps.Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -41,7 +41,7 @@ func TestAdmissionUsesThePodsPullCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	typo := host + "/team/apq:1"
-	e.warn.take()
+	e.warn.Take()
 	for _, tc := range []struct {
 		name  string
 		spec  func(*corev1.PodSpec)
@@ -57,7 +57,7 @@ func TestAdmissionUsesThePodsPullCredentials(t *testing.T) {
 			if _, err := e.cs.AppsV1().Deployments(e.ns("private")).Create(ctx, d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 				t.Fatal(err)
 			}
-			got := e.warn.take()
+			got := e.warn.Take()
 			prefix := "image " + typo + ": repository not found at " + host
 			switch {
 			case tc.warns && (len(got) != 1 || !strings.HasPrefix(got[0], prefix)):
@@ -99,7 +99,7 @@ func TestAdmissionChecksNodePlatforms(t *testing.T) {
 		if _, err := e.cs.AppsV1().Deployments(e.ns("platforms")).Create(t.Context(), deployment("p", tc.image), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatal(err)
 		}
-		got := e.warn.take()
+		got := e.warn.Take()
 		if (tc.want == "" && len(got) != 0) || (tc.want != "" && (len(got) != 1 || got[0] != tc.want)) {
 			t.Errorf("%s: warnings = %q, want %q", tc.image, got, tc.want)
 		}
@@ -122,7 +122,7 @@ func TestAdmissionFindsCandidateWithoutCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "image " + badImage + ": repository not found at public.ecr.aws; " + goodImage + " exists"
-	got := e.warn.take()
+	got := e.warn.Take()
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("warnings = %q, want [%q]", got, want)
 	}
@@ -138,7 +138,7 @@ func TestAdmissionDoesNotCacheAnUnreachedRegistry(t *testing.T) {
 		if _, err := e.cs.AppsV1().Deployments(e.ns("failing")).Create(t.Context(), deployment("ui-new", badImage), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatalf("apply %d while the registry answers 503 (deny mode on): %v", i+1, err)
 		}
-		if got := e.warn.take(); len(got) != 0 {
+		if got := e.warn.Take(); len(got) != 0 {
 			t.Errorf("apply %d: warnings %q", i+1, got)
 		}
 	}
